@@ -1,0 +1,3 @@
+"""Imports every module that registers scorers in :data:`SCORERS`."""
+
+from sparkle_vlm.answers import basic, composite  # noqa: F401

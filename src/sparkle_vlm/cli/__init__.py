@@ -1,0 +1,1 @@
+"""The ``sparkle`` command line."""

@@ -159,8 +159,11 @@ def generate_dataset(
     elif out_p.exists() and any(out_p.iterdir()):
         raise SparkleError(f"--out: {out_p} is not empty and holds no sparkle dataset")
 
-    (out_p / "images").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(partial_p, ident)
+    try:
+        (out_p / "images").mkdir(parents=True, exist_ok=True)
+        atomic_write_json(partial_p, ident)
+    except OSError as exc:
+        raise SparkleError(f"--out: cannot write to {out_p}: {exc.strerror or exc}") from None
     data_p = out_p / DATA_FILE
     start, n_records, counts, n_images = _recover(data_p)
     if sample_has_images(task, config, seed) is False:

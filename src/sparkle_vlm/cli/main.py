@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import sys
 
-import click
 import typer
 
 from sparkle_vlm import __version__
@@ -55,6 +54,29 @@ def _load_commands() -> None:
 _load_commands()
 
 
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """Click's UsageError, wherever this typer takes click from (recent typer vendors it)."""
+    found: list[type[BaseException]] = [c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"]
+    try:
+        import click
+
+        found.append(click.exceptions.UsageError)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def _abort_types() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [typer.Abort]
+    try:
+        import click
+
+        found.append(click.exceptions.Abort)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = sys.argv[1:] if argv is None else argv
@@ -63,15 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     except SparkleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except click.exceptions.UsageError as exc:
-        msg = exc.format_message().replace("\n", " ")
+    except _usage_error_types() as exc:
+        msg = " ".join(str(getattr(exc, "format_message", exc.__str__)()).split())
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    except click.exceptions.Abort:
+    except _abort_types():
         print("error: aborted", file=sys.stderr)
         return 130
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code or 0)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import filecmp
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -113,7 +112,18 @@ def test_resume_after_partial_write_equals_full_run(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_killed_generate_resumes_to_identical_output(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "sparkle_vlm.cli.main", "generate", "instruct", "--n", "3000", "--workers", "1", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sparkle_vlm.cli.main",
+        "generate",
+        "instruct",
+        "--n",
+        "3000",
+        "--workers",
+        "1",
+        "-q",
+    ]
     full, killed = tmp_path / "full", tmp_path / "killed"
     subprocess.run([*cmd, "--out", str(full)], check=True)
     proc = subprocess.Popen([*cmd, "--out", str(killed)])
@@ -151,18 +161,11 @@ def test_bad_arguments_give_one_line_and_exit_2(tmp_path: Path, capsys, args, ne
     assert not out.exists()
 
 
-@pytest.mark.parametrize("kind", ["under-a-file", "read-only", "proc"])
+@pytest.mark.parametrize("kind", ["under-a-file", "proc"])
 def test_unwritable_out_is_refused(tmp_path: Path, capsys, kind: str) -> None:
     if kind == "under-a-file":
         (tmp_path / "file").write_text("x")
         target = tmp_path / "file" / "out"
-    elif kind == "read-only":
-        if os.geteuid() == 0:
-            pytest.skip("root ignores directory permissions")
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        ro.chmod(0o500)
-        target = ro / "x"
     else:
         target = Path("/proc/sparkle-cannot-write-here")
     rc = main(["generate", "instruct", "--n", "2", "--out", str(target)])

@@ -151,11 +151,15 @@ def generate_dataset(
         if {k: old.get(k) for k in ident} == ident:
             c = old["counts"]
             return GenerateResult(out_p, c["images"], c["records"], config.n, True)
-        raise SparkleError(f"--out: {out_p} already holds a different dataset ({old.get('suite') or old.get('task')}); choose another folder")
+        raise SparkleError(
+            f"--out: {out_p} already holds a different dataset ({old.get('suite') or old.get('task')}); choose another folder"
+        )
     if partial_p.exists():
         old = json.loads(partial_p.read_text())
         if old != ident:
-            raise SparkleError(f"--out: {out_p} holds an unfinished run with other options; delete it or use another folder")
+            raise SparkleError(
+                f"--out: {out_p} holds an unfinished run with other options; delete it or use another folder"
+            )
     elif out_p.exists() and any(out_p.iterdir()):
         raise SparkleError(f"--out: {out_p} is not empty and holds no sparkle dataset")
 
@@ -209,7 +213,9 @@ def sample_has_images(task: Task, config: TaskConfig, seed: int) -> bool | None:
     return task.sample(config, seed, 0).image is not None
 
 
-def _run(jobs: list[tuple[str, TaskConfig, int, str, list[int]]], workers: int) -> Iterator[tuple[bytes, dict[str, Any]]]:
+def _run(
+    jobs: list[tuple[str, TaskConfig, int, str, list[int]]], workers: int
+) -> Iterator[tuple[bytes, dict[str, Any]]]:
     if workers == 1 or len(jobs) <= 1:
         for job in jobs:
             yield _render_chunk(job)
@@ -235,7 +241,9 @@ def _progress(total: int, initial: int, enabled: bool | None, desc: str) -> Any:
     from tqdm.auto import tqdm
 
     # disable=None: on when stderr is a terminal, off in logs and tests.
-    return tqdm(total=total, initial=initial, desc=desc, unit="img", disable=None if enabled is None else not enabled)
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit="img", disable=None if enabled is None else not enabled
+    )
 
 
 def config_from_manifest(manifest: dict[str, Any]) -> tuple[Task, TaskConfig]:

@@ -125,7 +125,11 @@ def region(x: float, y: float) -> str:
     """
     col = _band(x)
     row = _band(y)
-    names = (("down left", "down", "down right"), ("left", "center", "right"), ("top left", "top", "top right"))
+    names = (
+        ("down left", "down", "down right"),
+        ("left", "center", "right"),
+        ("top left", "top", "top right"),
+    )
     return names[row][col]
 
 

@@ -26,7 +26,12 @@ def _add(name: str, task: str, description: str, **overrides: Any) -> None:
 
 
 _add("instruct", "instruct", "Sparkle-Instruct training set: 2,000 images x 17 questions (paper size)")
-_add("instruct-direction", "instruct", "Ablation: direction questions + direction description", focus="direction")
+_add(
+    "instruct-direction",
+    "instruct",
+    "Ablation: direction questions + direction description",
+    focus="direction",
+)
 _add("instruct-distance", "instruct", "Ablation: distance questions + distance description", focus="distance")
 _add(
     "instruct-localization",
@@ -40,6 +45,10 @@ _add(
     "Ablation: no absolute distance/coordinate questions, no numbers in descriptions",
     numbers=False,
 )
-_add("basic-test", "basic_mcq", "Basic MCQ test set: 200 images (3 + 2 distractors), direction/distance/localization")
+_add(
+    "basic-test",
+    "basic_mcq",
+    "Basic MCQ test set: 200 images (3 + 2 distractors), direction/distance/localization",
+)
 _add("spp", "spp", "Shortest path on an n x n grid (default 4x4, 200 instances)")
 _add("tsp", "tsp", "Open travelling salesman path over 5 labelled points (200 instances)")

@@ -53,8 +53,17 @@ def register(app: typer.Typer) -> None:
 
         s = SUITES.get(suite)
         task = get_task(s.task)
-        flags = {"n": n, "size": size, "grid": grid, "points": points, "variant": variant,
-                 "obstacles": obstacles, "weighted": weighted, "prompt": prompt, "modality": modality}
+        flags = {
+            "n": n,
+            "size": size,
+            "grid": grid,
+            "points": points,
+            "variant": variant,
+            "obstacles": obstacles,
+            "weighted": weighted,
+            "prompt": prompt,
+            "modality": modality,
+        }
         overrides: dict[str, Any] = dict(s.overrides)
         for key, value in flags.items():
             if value is not None:
@@ -68,7 +77,9 @@ def register(app: typer.Typer) -> None:
                 raise SparkleError(f"--{key}: {str(exc).split(': ', 1)[1]}") from None
             raise
         t0 = time.perf_counter()
-        res = generate_dataset(task, config, seed, out, workers=workers, suite=suite, progress=None if not quiet else False)
+        res = generate_dataset(
+            task, config, seed, out, workers=workers, suite=suite, progress=None if not quiet else False
+        )
         dt = time.perf_counter() - t0
         if quiet:
             return
@@ -77,5 +88,7 @@ def register(app: typer.Typer) -> None:
             return
         rate = (config.n - res.resumed_from) / dt if dt > 0 else 0.0
         resumed = f", resumed at scene {res.resumed_from}" if res.resumed_from else ""
-        typer.echo(f"{res.out}: {res.images} images, {res.records} records ({suite}, {task.id} v{task.version}, "
-                   f"seed {seed}{resumed}) in {dt:.1f}s ({rate:.0f} scenes/s)")
+        typer.echo(
+            f"{res.out}: {res.images} images, {res.records} records ({suite}, {task.id} v{task.version}, "
+            f"seed {seed}{resumed}) in {dt:.1f}s ({rate:.0f} scenes/s)"
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import typer
 
@@ -15,13 +16,22 @@ def register(app: typer.Typer) -> None:
         from sparkle_vlm.suites import SUITES
         from sparkle_vlm.tasks import TASKS
 
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name, task in TASKS.items():
             defaults = {f.name: f.default for f in dataclasses.fields(task.config_cls)}
-            rows.append({"task": name, "version": task.version, "split": task.split,
-                         "description": task.description, "defaults": defaults})
-        suites = [{"suite": s.name, "task": s.task, "overrides": s.overrides, "description": s.description}
-                  for _, s in SUITES.items()]
+            rows.append(
+                {
+                    "task": name,
+                    "version": task.version,
+                    "split": task.split,
+                    "description": task.description,
+                    "defaults": defaults,
+                }
+            )
+        suites: list[dict[str, Any]] = [
+            {"suite": s.name, "task": s.task, "overrides": s.overrides, "description": s.description}
+            for _, s in SUITES.items()
+        ]
         if as_json:
             typer.echo(json.dumps({"tasks": rows, "suites": suites}, indent=2))
             return
@@ -34,11 +44,16 @@ def register(app: typer.Typer) -> None:
             t.add_column(col)
         for r in rows:
             d = ", ".join(f"{k}={v}" for k, v in r["defaults"].items())
-            t.add_row(r["task"], f"v{r['version']}", r["split"], d, r["description"])
+            t.add_row(str(r["task"]), f"v{r['version']}", str(r["split"]), d, str(r["description"]))
         console.print(t)
-        s = Table(title="Generation suites (sparkle generate SUITE)")
+        st = Table(title="Generation suites (sparkle generate SUITE)")
         for col in ("suite", "task", "options", "description"):
-            s.add_column(col)
+            st.add_column(col)
         for r in suites:
-            s.add_row(r["suite"], r["task"], ", ".join(f"{k}={v}" for k, v in r["overrides"].items()), r["description"])
-        console.print(s)
+            st.add_row(
+                r["suite"],
+                r["task"],
+                ", ".join(f"{k}={v}" for k, v in r["overrides"].items()),
+                r["description"],
+            )
+        console.print(st)

@@ -40,7 +40,9 @@ def render_points_mpl_png(scene: dict[str, Any], size: int = 448) -> bytes:
     fontsize = FONT_FRACTION * size / frame * 72 / dpi
     for node in scene["nodes"]:
         ax.add_patch(Circle((node["x"], node["y"]), DISC_RADIUS, color="lightgray"))
-        ax.text(node["x"], node["y"], node["label"], fontsize=fontsize, color="black", ha="center", va="center")
+        ax.text(
+            node["x"], node["y"], node["label"], fontsize=fontsize, color="black", ha="center", va="center"
+        )
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     plt.close(fig)

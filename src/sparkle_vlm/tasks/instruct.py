@@ -93,20 +93,43 @@ class InstructTask(Task):
         style = config.number_style
         records: list[dict[str, Any]] = []
 
-        def add(task: str, prompt: str, answer: str, answer_type: str, query: dict[str, Any],
-                template: int, response: str | None = None) -> None:
+        def add(
+            task: str,
+            prompt: str,
+            answer: str,
+            answer_type: str,
+            query: dict[str, Any],
+            template: int,
+            response: str | None = None,
+        ) -> None:
             records.append(
                 make_record(
-                    tag=tag, task=task, version=self.version, split=self.split, seed=seed,
-                    index=index, q=len(records), images=[image], prompt=prompt, answer=answer,
-                    choices=None, answer_type=answer_type, scene=scene_d, query=query,
-                    source=self.id, with_answer=True, response=response,
+                    tag=tag,
+                    task=task,
+                    version=self.version,
+                    split=self.split,
+                    seed=seed,
+                    index=index,
+                    q=len(records),
+                    images=[image],
+                    prompt=prompt,
+                    answer=answer,
+                    choices=None,
+                    answer_type=answer_type,
+                    scene=scene_d,
+                    query=query,
+                    source=self.id,
+                    with_answer=True,
+                    response=response,
                     meta={"template": template, "focus": config.focus, "numbers": config.numbers},
                 )
             )
 
         dist = {p: geo.distance(nodes[p[0]].x, nodes[p[0]].y, nodes[p[1]].x, nodes[p[1]].y) for p in PAIRS}
-        dirs = {p: geo.direction(nodes[p[0]].x, nodes[p[0]].y, nodes[p[1]].x, nodes[p[1]].y, config.ways) for p in PAIRS}
+        dirs = {
+            p: geo.direction(nodes[p[0]].x, nodes[p[0]].y, nodes[p[1]].x, nodes[p[1]].y, config.ways)
+            for p in PAIRS
+        }
         regions = [geo.region(n.x, n.y) for n in nodes]
         want_dir = config.focus in ("all", "direction")
         want_dist = config.focus in ("all", "distance")
@@ -116,8 +139,14 @@ class InstructTask(Task):
         if want_dir:
             for a, b in PAIRS:
                 t, tpl = _pick(qrng, T.DIRECTION_QUERIES)
-                add("direction", tpl.format(a=nodes[a].label, b=nodes[b].label), dirs[(a, b)],
-                    "direction", {"from": nodes[a].label, "to": nodes[b].label}, t)
+                add(
+                    "direction",
+                    tpl.format(a=nodes[a].label, b=nodes[b].label),
+                    dirs[(a, b)],
+                    "direction",
+                    {"from": nodes[a].label, "to": nodes[b].label},
+                    t,
+                )
         if want_dist:
             self._relative_distances(qrng, nodes, dist, add)
         if want_loc:
@@ -127,14 +156,25 @@ class InstructTask(Task):
         if want_dist and numbers:
             for a, b in PAIRS:
                 t, tpl = _pick(qrng, T.DISTANCE_ABSOLUTE_QUERIES)
-                add("distance", tpl.format(a=nodes[a].label, b=nodes[b].label),
-                    geo.fmt_number(dist[(a, b)], style), "number",
-                    {"pair": [nodes[a].label, nodes[b].label]}, t)
+                add(
+                    "distance",
+                    tpl.format(a=nodes[a].label, b=nodes[b].label),
+                    geo.fmt_number(dist[(a, b)], style),
+                    "number",
+                    {"pair": [nodes[a].label, nodes[b].label]},
+                    t,
+                )
         if want_loc and numbers:
             for n in nodes:
                 t, tpl = _pick(qrng, T.POSITION_ABSOLUTE_QUERIES)
-                add("localization", tpl.format(o=n.label), geo.fmt_coord(n.x, n.y, style), "coord",
-                    {"object": n.label}, t)
+                add(
+                    "localization",
+                    tpl.format(o=n.label),
+                    geo.fmt_coord(n.x, n.y, style),
+                    "coord",
+                    {"object": n.label},
+                    t,
+                )
 
         queries = {
             "all": T.DESCRIPTION_QUERIES,
@@ -148,8 +188,9 @@ class InstructTask(Task):
         return Sample(index=index, scene=scene_d, records=records, image=image)
 
     @staticmethod
-    def _relative_distances(qrng: np.random.Generator, nodes: tuple[Node, ...],
-                            dist: dict[tuple[int, int], float], add: Any) -> None:
+    def _relative_distances(
+        qrng: np.random.Generator, nodes: tuple[Node, ...], dist: dict[tuple[int, int], float], add: Any
+    ) -> None:
         names = {p: f"{nodes[p[0]].label} and {nodes[p[1]].label}" for p in PAIRS}
         pair_lists = {p: [nodes[p[0]].label, nodes[p[1]].label] for p in PAIRS}
         all_pairs = ", ".join(names[p] for p in PAIRS)
@@ -164,8 +205,14 @@ class InstructTask(Task):
                 cands = [PAIRS[i], PAIRS[j]]
                 prompt = tpl.format(p1=names[cands[0]], p2=names[cands[1]])
             best = (min if ask in ("shortest", "shorter") else max)(cands, key=lambda p: dist[p])
-            add("distance", prompt, names[best], "pair",
-                {"pairs": [pair_lists[p] for p in cands], "ask": ask}, t)
+            add(
+                "distance",
+                prompt,
+                names[best],
+                "pair",
+                {"pairs": [pair_lists[p] for p in cands], "ask": ask},
+                t,
+            )
 
 
 def describe(
@@ -187,14 +234,18 @@ def describe(
     """
 
     def positions() -> list[str]:
-        lines = [_pick(rng, T.POSITION_PHRASES)[1].format(o=n.label, pos=regions[i]) for i, n in enumerate(nodes)]
+        lines = [
+            _pick(rng, T.POSITION_PHRASES)[1].format(o=n.label, pos=regions[i]) for i, n in enumerate(nodes)
+        ]
         if numbers:
             lines += [T.COORDINATE_SENTENCE.format(o=n.label, x=n.x, y=n.y) for n in nodes]
         return lines
 
     def directions() -> list[str]:
         return [
-            _pick(rng, T.DIRECTION_PHRASES)[1].format(a=nodes[a].label, b=nodes[b].label, direction=dirs[(a, b)])
+            _pick(rng, T.DIRECTION_PHRASES)[1].format(
+                a=nodes[a].label, b=nodes[b].label, direction=dirs[(a, b)]
+            )
             for a, b in PAIRS
         ]
 
@@ -203,7 +254,12 @@ def describe(
         for i in range(len(PAIRS)):
             for j in range(i + 1, len(PAIRS)):
                 p, q = PAIRS[i], PAIRS[j]
-                fmt = {"a1": nodes[p[0]].label, "b1": nodes[p[1]].label, "a2": nodes[q[0]].label, "b2": nodes[q[1]].label}
+                fmt = {
+                    "a1": nodes[p[0]].label,
+                    "b1": nodes[p[1]].label,
+                    "a2": nodes[q[0]].label,
+                    "b2": nodes[q[1]].label,
+                }
                 if dist[p] > dist[q]:
                     lines.append(T.DISTANCE_LONGER.format(**fmt))
                 elif dist[p] < dist[q]:
@@ -213,18 +269,28 @@ def describe(
                 else:
                     lines.append(T.DISTANCE_SAME.format(**fmt))
         if numbers:
-            lines += [T.DISTANCE_VALUE.format(a=nodes[a].label, b=nodes[b].label, d=dist[(a, b)]) for a, b in PAIRS]
+            lines += [
+                T.DISTANCE_VALUE.format(a=nodes[a].label, b=nodes[b].label, d=dist[(a, b)]) for a, b in PAIRS
+            ]
         return lines
 
     intro = _pick(rng, T.INTRO_PHRASES)[1]
     if focus != "all":
-        title, fn = {"direction": ("Directions", directions), "distance": ("Distances", distances),
-                     "localization": ("Positions", positions)}[focus]
-        return (intro + f"{title}:\n" + "\n".join(fn())).rstrip()
-    sections: list[tuple[str | None, Any]] = [("Positions", positions), ("Directions", directions), (None, distances)]
+        only: dict[str, tuple[str, Any]] = {
+            "direction": ("Directions", directions),
+            "distance": ("Distances", distances),
+            "localization": ("Positions", positions),
+        }
+        heading, section = only[focus]
+        return (intro + f"{heading}:\n" + "\n".join(section())).rstrip()
+    sections: list[tuple[str | None, Any]] = [
+        ("Positions", positions),
+        ("Directions", directions),
+        (None, distances),
+    ]
     order = rng.permutation(len(sections))
     parts = []
     for k in order:
-        title, fn = sections[int(k)]
+        title, fn = sections[int(k)]  # the distances section has no title upstream
         parts.append((f"{title}:\n" if title else "") + "\n".join(fn()))
     return (intro + "\n\n".join(parts)).rstrip()

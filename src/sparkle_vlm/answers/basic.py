@@ -34,6 +34,9 @@ from sparkle_vlm.scene import Scene
 NUMBER_TOLERANCE = 0.25
 #: How many wrong facts a description verdict lists in its details.
 MAX_LISTED = 10
+# Slack for float noise at the tolerance edge: "(4.15, 5.2)" is 0.25 from (4, 5) on paper but
+# 0.2500000000000002 in floats, and an inclusive tolerance must include it.
+_EPS = 1e-9
 
 
 def _tolerance(record: dict[str, Any]) -> float:
@@ -130,7 +133,7 @@ def _error_verdict(parsed: Any, error: float | None, tol: float, truth: Any) -> 
     details = {"tolerance": tol, "true": truth}
     if parsed is None or error is None:
         return Verdict("unparsable", 0.0, None, None, details)
-    ok = error <= tol
+    ok = error <= tol + _EPS
     return Verdict("correct" if ok else "wrong", float(ok), parsed, error, details)
 
 
@@ -196,7 +199,7 @@ def check_fact(fact: dict[str, Any], scene: Scene, ways: int = 8, tol: float = N
             return bool(geo.region(n.x, n.y) == fact["value"])
         if kind == "coord":
             n = scene.node(fact["object"])
-            return math.hypot(fact["value"][0] - n.x, fact["value"][1] - n.y) <= tol
+            return math.hypot(fact["value"][0] - n.x, fact["value"][1] - n.y) <= tol + _EPS
         if kind == "direction":
             a, b = scene.node(fact["from"]), scene.node(fact["to"])
             return bool(geo.direction(a.x, a.y, b.x, b.y, ways) == fact["value"])
@@ -206,16 +209,16 @@ def check_fact(fact: dict[str, Any], scene: Scene, ways: int = 8, tol: float = N
             return geo.distance(a.x, a.y, b.x, b.y)
 
         if kind == "distance":
-            return abs(dist(fact["pair"]) - fact["value"]) <= tol
+            return abs(dist(fact["pair"]) - fact["value"]) <= tol + _EPS
         if kind == "compare":
             d1, d2 = dist(fact["pairs"][0]), dist(fact["pairs"][1])
             return {
                 ">": d1 > d2,
                 "<": d1 < d2,
-                "=": abs(d1 - d2) <= tol,
+                "=": abs(d1 - d2) <= tol + _EPS,
                 "<=": d1 <= d2,
                 ">=": d1 >= d2,
-                "!=": abs(d1 - d2) > tol,
+                "!=": abs(d1 - d2) > tol + _EPS,
             }[fact["relation"]]
     except (KeyError, ValueError, TypeError, IndexError):
         return False

@@ -644,6 +644,17 @@ def _direction_ends(
     return None
 
 
+def _merge_axes(found: list[tuple[int, int, str]]) -> str:
+    """One label from a clause's phrases: "right ... and below" is "down right", else the first."""
+    labs = list(dict.fromkeys(lab for _, _, lab in found))
+    if len(labs) == 2:
+        v = [x for x in labs if x in ("top", "down")]
+        h = [x for x in labs if x in ("left", "right")]
+        if len(v) == 1 and len(h) == 1:
+            return f"{v[0]} {h[0]}"
+    return labs[0]
+
+
 def _sentence_facts(sentence: str, labels: Sequence[str]) -> list[dict[str, Any]]:
     mentions = find_labels(sentence, labels)
     if not mentions:
@@ -682,19 +693,19 @@ def _sentence_facts(sentence: str, labels: Sequence[str]) -> list[dict[str, Any]
         dirs = _find_phrases(text, _DIRECTION_RE, _DIRECTIONS)
         ends = _direction_ends(low, mentions, dirs[0]) if dirs else None
         if ends is not None:
-            facts.append({"kind": "direction", "from": ends[0], "to": ends[1], "value": dirs[0][2]})
+            facts.append({"kind": "direction", "from": ends[0], "to": ends[1], "value": _merge_axes(dirs)})
             return facts
     found = False
     for i, (_, e, lab) in enumerate(mentions):
         stop = mentions[i + 1][0] if i + 1 < len(mentions) else len(text)
         regs = _find_phrases(text[e:stop], _REGION_RE, _REGIONS)
         if regs:
-            facts.append({"kind": "region", "object": lab, "value": regs[0][2]})
+            facts.append({"kind": "region", "object": lab, "value": _merge_axes(regs)})
             found = True
     if not found and len(labs) == 1:
         regs = _find_phrases(text, _REGION_RE, _REGIONS)
         if regs:
-            facts.append({"kind": "region", "object": labs[0], "value": regs[0][2]})
+            facts.append({"kind": "region", "object": labs[0], "value": _merge_axes(regs)})
     return facts
 
 

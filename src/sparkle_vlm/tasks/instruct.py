@@ -121,7 +121,12 @@ class InstructTask(Task):
                     source=self.id,
                     with_answer=True,
                     response=response,
-                    meta={"template": template, "focus": config.focus, "numbers": config.numbers},
+                    meta={
+                        "template": template,
+                        "focus": config.focus,
+                        "numbers": config.numbers,
+                        "ways": config.ways,
+                    },
                 )
             )
 

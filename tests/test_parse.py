@@ -68,6 +68,8 @@ CHOICE_CASES = [
     ("Respond with the correct option letter in \\boxed{option}.\n\\boxed{C}", D8, "C"),
     ("Let me think.\nN2 is lower right of N1.\nH", D8, "H"),
     ("E. The N2 point is right of N1.", D8, "E"),
+    ("G. Not top right at all.", D8, "G"),  # a leading letter beats option text later on
+    ("I. down right, because N1 is low.", R9, "I"),
     # option text alone, including synonyms, when it names one option
     ("down right", D8, "H"),
     ("Down-Right", D8, "H"),
@@ -109,6 +111,8 @@ CHOICE_NONE_CASES = [
     ("Answer: the N2 point", D8),
     ("N1 and N2 or N4 and N2", PAIRS),
     ("Based on the image, it's hard to say.", D8),
+    ("I. Locate N1\nII. Locate N2\nIt is hard to tell.", R9),  # an outline, not option I
+    ("A. First, find N1.\nB. Then N2.", D8),
 ]
 
 

@@ -346,7 +346,9 @@ def parse_choice(text: Any, choices: Sequence[str] | None) -> str | None:
         # A first line listing several "X." options is an echo of the question, not an answer.
         if lead and len(set(_ECHO_RE.findall(first + " "))) < 2:
             letter = lead.group(1) or lead.group(2)
-            if ord(letter) - ord("A") < n:
+            # "A." and "I." also open outlines ("I. Locate N1"): they need their option text.
+            plain = lead.group(2) in ("A", "I")
+            if ord(letter) - ord("A") < n and (not plain or _starts_with_choice(first[lead.end() :], opts)):
                 return letter
         if opts:
             named_set = set(_choice_mentions(t, opts))

@@ -11,6 +11,7 @@ from sparkle_vlm import solvers as S
 from sparkle_vlm.answers.composite import score_path, score_tour
 from sparkle_vlm.answers.lists import parse_list
 from sparkle_vlm.answers.verify import SCORERS
+from sparkle_vlm.tasks import get_task
 
 
 def _grid_record(grid: int, start: str, end: str, blocked=(), weights=None) -> dict:
@@ -196,3 +197,34 @@ def test_scorers_are_registered_and_never_raise() -> None:
 def test_parse_list(text, kinds, expected) -> None:
     got = parse_list(text, kinds)
     assert (None if got is None else (got.kind, got.items)) == expected
+
+
+def _random_shortest_path(g: S.GridGraph, start: int, end: int, rng: np.random.Generator) -> list[int]:
+    from_start, to_end = S.dijkstra(g, start), S.dijkstra(g, end)
+    total = from_start[end]
+    path = [start]
+    while path[-1] != end:
+        u = path[-1]
+        nxt = [v for v, w in g.neighbours(u) if from_start[u] + w + to_end[v] == total]
+        path.append(nxt[int(rng.integers(len(nxt)))])
+    return path
+
+
+def test_random_shortest_paths_always_score_one_and_edits_never_do() -> None:
+    task_rng = np.random.default_rng(11)
+    task = get_task("spp")
+    cfg = task.make_config(n=40, grid=6, obstacles=0.25, weighted=True)
+    for i in range(40):
+        rec = task.sample(cfg, 0, i).records[0]
+        g, s, e = S.grid_from_scene(rec["scene"])
+        path = _random_shortest_path(g, s, e, task_rng)
+        labels = [S.grid_label(v) for v in path]
+        moves = S.moves_of(path, 6)
+        assert score_path(rec, str(moves)).outcome == "optimal"
+        assert score_path(rec, str(labels)).outcome == "optimal"
+        assert score_path(rec, str(labels[1:])).outcome == "optimal"  # start omitted
+        assert score_path(rec, str(moves[:-1])).outcome == "infeasible"  # stops one short
+        k = int(task_rng.integers(len(moves)))
+        back = {"up": "down", "down": "up", "left": "right", "right": "left"}
+        detour = moves[:k] + [moves[k], back[moves[k]]] + moves[k:]  # steps forward and back: a revisit
+        assert score_path(rec, str(detour)).outcome == "infeasible"

@@ -25,7 +25,11 @@ def register(app: typer.Typer) -> None:
             "--absolute-paths/--relative-paths",
             help="Image paths style (default: the format's own; relative paths are relative to --out).",
         ),
-        copy_images: bool = typer.Option(False, "--copy-images", help="Copy the images into --out/images/."),
+        copy_images: bool = typer.Option(
+            False,
+            "--copy-images",
+            help="Copy the images into --out/images/ (formats that reference image files).",
+        ),
         shuffle: bool | None = typer.Option(
             None, "--shuffle/--no-shuffle", help="Shuffle the records (default: training sets only)."
         ),

@@ -173,12 +173,16 @@ def load_source(path: str | os.PathLike[str]) -> Source:
     dup = [i for i, c in ids.items() if c > 1]
     if dup:
         raise SparkleError(f"DIR: duplicate record id {dup[0]!r} in {data_p}")
+    checked: set[str] = set()
     for rec in records:
         for rel in rec["images"]:
+            if rel in checked:
+                continue
             if os.path.isabs(rel) or ".." in Path(rel).parts:
                 raise SparkleError(f"record {rec['id']}: image path {rel!r} leaves the dataset folder")
-            if not (p / rel).is_file():
+            if not os.path.isfile(os.path.join(p, rel)):
                 raise SparkleError(f"record {rec['id']}: image {p / rel} is missing")
+            checked.add(rel)
     return Source(p, manifest, _sha256(raw_manifest), records)
 
 
@@ -294,6 +298,7 @@ class ExportContext:
     files: list[str] = field(default_factory=list)
     copied: list[str] = field(default_factory=list)
     _png_cache: dict[str, bytes] = field(default_factory=dict)
+    _ref_cache: dict[str, str] = field(default_factory=dict)
 
     @property
     def split(self) -> str:
@@ -308,10 +313,15 @@ class ExportContext:
         otherwise the path points back into the dataset folder. Relative paths are relative
         to the export folder and use ``/``.
         """
-        target = self.out / rel if self.options.copy_images else self.source.path / rel
-        if self.absolute_paths:
-            return os.path.normpath(str(target))
-        return Path(os.path.relpath(target, self.out)).as_posix()
+        ref = self._ref_cache.get(rel)
+        if ref is None:
+            target = self.out / rel if self.options.copy_images else self.source.path / rel
+            if self.absolute_paths:
+                ref = os.path.normpath(str(target))
+            else:
+                ref = Path(os.path.relpath(target, self.out)).as_posix()
+            self._ref_cache[rel] = ref
+        return ref
 
     def image_bytes(self, rel: str) -> bytes:
         """The bytes of a source image (cached: many records share one image)."""
@@ -338,6 +348,11 @@ class ExportContext:
     def write_json(self, rel: str, obj: Any, indent: int | None = 2) -> None:
         """JSON with stable bytes: keys in insertion order, UTF-8, trailing newline."""
         self.write_text(rel, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
+
+    def write_json_array(self, rel: str, rows: Iterable[dict[str, Any]]) -> None:
+        """A JSON array with one compact row per line: valid JSON, quick to write, readable in a diff."""
+        body = ",\n".join(json.dumps(row, ensure_ascii=False) for row in rows)
+        self.write_text(rel, f"[\n{body}\n]\n" if body else "[]\n")
 
     def write_jsonl(self, rel: str, rows: Iterable[dict[str, Any]]) -> None:
         lines = [json.dumps(row, ensure_ascii=False) for row in rows]
@@ -454,7 +469,7 @@ def export_dataset(
         },
         "options": {
             "absolute_paths": None if exporter.embeds_images else absolute,
-            "copy_images": options.copy_images,
+            "copy_images": options.copy_images and not exporter.embeds_images,
             "shuffle": shuffle,
             "seed": options.seed,
         },

@@ -58,7 +58,7 @@ def write(ctx: ExportContext) -> None:
     for split in sorted({r["split"] for r in ctx.records}):
         rows = [sharegpt_row(ctx, r) for r in ctx.records if r["split"] == split]
         key = f"{ctx.name}_{split}"
-        ctx.write_json(f"{key}.json", rows)
+        ctx.write_json_array(f"{key}.json", rows)
         info[key] = dataset_info_entry(f"{key}.json")
     ctx.write_json("dataset_info.json", info)
     names = ",".join(info)

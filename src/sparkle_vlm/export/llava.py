@@ -47,7 +47,7 @@ def write(ctx: ExportContext) -> None:
     splits = sorted({r["split"] for r in ctx.records})
     for split in splits:
         rows = [llava_row(ctx, r) for r in ctx.records if r["split"] == split]
-        ctx.write_json(f"{split}.json", rows)
+        ctx.write_json_array(f"{split}.json", rows)
         files.append(f"{split}.json")
     folder = "this folder" if not ctx.absolute_paths else "any folder (paths are absolute)"
     ctx.write_text(

@@ -533,6 +533,21 @@ def test_bad_sources_and_targets(data: dict[str, Path], tmp_path: Path) -> None:
         _export(missing, "llava", tmp_path / "out3")
 
 
+def test_refused_export_keeps_the_previous_one(data: dict[str, Path], tmp_path: Path) -> None:
+    out = _export(data["basic"], "llava", tmp_path / "out")
+    before = _files(out)
+    with pytest.raises(SparkleError, match="circular"):
+        _export(data["basic"], "vlmevalkit", out, name="my_circular_set")
+    assert _files(out) == before
+    empty = _write_folder(tmp_path / "empty", [], {})
+    with pytest.raises(SparkleError, match="no records"):
+        _export(empty, "hf", out)
+    assert _files(out) == before
+    # A different format replaces the earlier export's files instead of mixing with them.
+    _export(data["basic"], "hf", out)
+    assert not (out / "test.json").exists() and (out / "data/test-00000-of-00001.parquet").exists()
+
+
 def test_record_from_row_round_trips_metadata(data: dict[str, Path]) -> None:
     for rec in _records(data["instruct"]) + _records(data["basic"]):
         rebuilt = record_from_row(metadata_columns(rec))

@@ -73,8 +73,9 @@ class Exporter:
     """One target format.
 
     ``write`` writes the format's files through the context and returns nothing; the
-    context records what was written. ``absolute_paths`` is the default path style for
-    formats that reference image files; ``embeds_images`` formats carry the bytes instead.
+    context records what was written. ``check`` (optional) refuses unsuitable input before
+    anything in the export folder is touched. ``absolute_paths`` is the default path style
+    for formats that reference image files; ``embeds_images`` formats carry the bytes instead.
     """
 
     name: str
@@ -82,6 +83,7 @@ class Exporter:
     write: Callable[[ExportContext], None]
     absolute_paths: bool = False
     embeds_images: bool = False
+    check: Callable[[ExportContext], None] | None = None
 
 
 EXPORTERS: Registry[Exporter] = Registry("export format")
@@ -413,14 +415,16 @@ def export_dataset(
         )
     out_p = check_writable_dir(out)
     src = load_source(source)
-    _prepare_out(out_p, src.path)
+    if not src.records:
+        raise SparkleError(f"DIR: {src.path} holds no records to export")
 
+    # Everything that can refuse the input runs before the export folder is touched.
     records = list(src.records)
     for rec in records:
         check_record(rec)
     shuffle = options.shuffle
     if shuffle is None:
-        shuffle = bool(records) and all(r["split"] == "train" for r in records)
+        shuffle = all(r["split"] == "train" for r in records)
     if shuffle:
         records = [records[i] for i in shuffle_order(len(records), options.seed)]
 
@@ -434,6 +438,9 @@ def export_dataset(
         name=options.name or default_name(src.manifest),
         absolute_paths=absolute,
     )
+    if exporter.check is not None:
+        exporter.check(ctx)
+    _prepare_out(out_p, src.path)
     out_p.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_p / PARTIAL, {"format": exporter.name, "files": {}, "copied_images": []})
 

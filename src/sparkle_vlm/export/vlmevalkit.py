@@ -36,7 +36,8 @@ def letter(i: int) -> str:
     return chr(ord("A") + i)
 
 
-def write(ctx: ExportContext) -> None:
+def check(ctx: ExportContext) -> None:
+    """Refuse names that trigger circular evaluation, image-less records and too many options."""
     lowered = ctx.name.lower()
     bad = [m for m in CIRCULAR_MARKERS if m in lowered]
     if bad:
@@ -52,6 +53,10 @@ def write(ctx: ExportContext) -> None:
     n_opts = max((len(r["choices"] or []) for r in ctx.records), default=0)
     if n_opts > 26:
         raise SparkleError(f"--format vlmevalkit: at most 26 options per question, got {n_opts}")
+
+
+def write(ctx: ExportContext) -> None:
+    n_opts = max((len(r["choices"] or []) for r in ctx.records), default=0)
     multi = any(len(r["images"]) > 1 for r in ctx.records)
     header = ["index", "image"] + (["image_path"] if multi else []) + ["question", "answer"]
     header += [letter(i) for i in range(n_opts)] + ["category", "l2-category", "split", "id"]
@@ -112,5 +117,6 @@ EXPORTERS.add(
         "VLMEvalKit custom dataset TSV with base64 images (copy to $LMUData/<NAME>.tsv)",
         write,
         embeds_images=True,
+        check=check,
     ),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,15 @@ def test_backend_errors_are_retried_not_scored(data_dir: Path, tmp_path: Path) -
     assert second["overall"]["n"] == 9 and second["overall"]["accuracy"] == 1.0
 
 
+def test_cli_exits_1_while_requests_still_fail(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sparkle_vlm.eval.runner.load_backend", lambda model, **opts: Flaky())
+    args = ["eval", "--model", "oracle:", "--suite", "basic", "--out", str(tmp_path / "run")]
+    assert main([*args, "--limit", "6", "--data-dir", str(data_dir)]) == 1
+    assert "4/6 scored INCOMPLETE: 2 request(s) failed" in capsys.readouterr().out
+
+
 def test_a_larger_limit_extends_a_run(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     _eval("oracle:", "composite", out, data_dir, limit=2)
@@ -182,6 +192,11 @@ def test_dataset_folder_as_suite(tmp_path: Path) -> None:
     s = run_eval(EvalConfig(model="oracle:", suite=str(folder), out=tmp_path / "run"), progress=False)
     assert list(s["parts"]) == ["my-set"] and s["overall"]["n"] == 12 and s["overall"]["accuracy"] == 1.0
     assert s["data"]["parts"]["my-set"]["seed"] == 5
+    # Other data under the same path: rows of the old data must not be mixed with the new.
+    shutil.rmtree(folder)
+    generate_dataset(task, task.make_config(n=4), 6, folder, workers=1, progress=False)
+    with pytest.raises(SparkleError, match="data of part 'my-set' changed"):
+        run_eval(EvalConfig(model="oracle:", suite=str(folder), out=tmp_path / "run"), progress=False)
     with pytest.raises(SparkleError, match="neither an evaluation suite"):
         run_eval(
             EvalConfig(model="oracle:", suite=str(tmp_path / "nothing"), out=tmp_path / "r2"), progress=False

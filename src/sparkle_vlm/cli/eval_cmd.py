@@ -61,7 +61,7 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
             f" INCOMPLETE: {c['backend_errors']} request(s) failed at the backend; re-run the same command to retry"
         )
     )
-    console.print(f"{out}: {c['scored']}/{c['expected']} scored{note}")
+    typer.echo(f"{out}: {c['scored']}/{c['expected']} scored{note}")
 
 
 def register(app: typer.Typer) -> None:
@@ -131,3 +131,6 @@ def register(app: typer.Typer) -> None:
         summary = run_eval(cfg, progress=False if quiet else None)
         if not quiet:
             _print_summary(summary, out)
+        if not summary["complete"]:
+            # Scores are saved, but a script must not mistake a partial run for a finished one.
+            raise typer.Exit(1)

@@ -40,7 +40,7 @@ FORMAT_VERSION = 1
 
 #: Model options that change how fast answers come, not what they are (ignored when resuming).
 RUNTIME_OPTIONS = frozenset(
-    {"concurrency", "timeout", "max_retries", "retries", "workers", "device", "device_map"}
+    {"concurrency", "timeout", "max_retries", "retries", "workers", "device", "device_map", "batch_size"}
 )
 #: Model options that belong to :class:`GenerationConfig` rather than to the backend.
 GENERATION_OPTIONS = frozenset({"constrained"})
@@ -205,7 +205,7 @@ def load_results(path: Path, *, repair: bool = False) -> dict[str, dict[str, Any
 def _strip_answers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The conversation up to the last user turn (training records carry the answer)."""
     last_user = max((i for i, t in enumerate(messages) if t.get("role") == "user"), default=-1)
-    return [t for t in messages[: last_user + 1]]
+    return list(messages[: last_user + 1])
 
 
 def _request(prep: PreparedPart, rec: dict[str, Any]) -> Request:
@@ -272,7 +272,27 @@ def _existing_run(out: Path, cfg: EvalConfig) -> dict[str, Any] | None:
     return None
 
 
-def _new_run(out: Path, cfg: EvalConfig, argv: list[str] | None) -> dict[str, Any]:
+def _fingerprint(prep: PreparedPart) -> str | None:
+    """What identifies a part's records: the data file hash (and loader version for OOD subsets)."""
+    d = prep.data
+    if d.get("kind") == "ood":
+        return f"{d.get('annotation_sha256')}/ood-v{d.get('ood_version')}"
+    return d.get("data_sha256")
+
+
+def _check_data(out: Path, old: dict[str, Any], new: dict[str, str | None]) -> None:
+    """Refuse to mix rows scored on different data under one run (e.g. after a task version bump)."""
+    for part, fp in new.items():
+        if part in old and old[part] != fp:
+            raise SparkleError(
+                f"--out: the data of part {part!r} changed since {out} was started (new task version or "
+                "regenerated folder); start a new run folder"
+            )
+
+
+def _new_run(
+    out: Path, cfg: EvalConfig, argv: list[str] | None, data: dict[str, str | None]
+) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     run = {
         "format": "sparkle-eval-run",
@@ -280,6 +300,7 @@ def _new_run(out: Path, cfg: EvalConfig, argv: list[str] | None) -> dict[str, An
         "identity": cfg.identity(),
         "command": list(argv) if argv is not None else cfg.command(),
         "config": _config_dict(cfg),
+        "data": data,
         "software": {"sparkle_vlm": __version__, "python": sys.version.split()[0]},
     }
     atomic_write_json(out / RUN_FILE, run)
@@ -339,7 +360,10 @@ def run_eval(
         workers=cfg.workers,
         progress=progress,
     )
-    run = existing if existing is not None else _new_run(out, cfg, argv)
+    fingerprints = {p.part.name: _fingerprint(p) for p in parts}
+    if existing is not None:
+        _check_data(out, existing.get("data", {}), fingerprints)
+    run = existing if existing is not None else _new_run(out, cfg, argv, fingerprints)
     results_p = out / RESULTS_FILE
     rows = load_results(results_p, repair=True)
     todo = [
@@ -363,7 +387,7 @@ def run_eval(
                 atomic_write_json(out / RUN_FILE, {**run, "model": model_info})
             gen_cfg = cfg.generation_config()
             bar = _progress(total, total - len(todo), progress, f"eval {cfg.model}")
-            with open(results_p, "a", encoding="utf-8") as f:
+            with bar, open(results_p, "a", encoding="utf-8") as f:
                 for batch in _batches(todo, cfg.call_size()):
                     reqs = [_request(p, r) for p, r in batch]
                     tb = time.perf_counter()
@@ -384,7 +408,6 @@ def run_eval(
                     os.fsync(f.fileno())
                     evaluated += len(batch)
                     bar.update(len(batch))
-            bar.close()
         finally:
             if own_backend and backend is not None:
                 backend.close()

@@ -289,3 +289,40 @@ def test_summary_difficulty_breakdown(data_dir: Path, tmp_path: Path) -> None:
     assert len(spp["manhattan"]) >= 3
     assert "optimal_hops" not in spp  # same split as manhattan on open grids: shown once
     assert "greedy_ratio" not in s["parts"]["tsp"]["difficulty"]  # continuous: no breakdown
+
+
+@pytest.mark.torch
+def test_hf_backend_end_to_end(tiny_qwen2vl_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    from sparkle_vlm.report import build_report
+
+    out = tmp_path / "run"
+    s = _eval(
+        f"hf:{tiny_qwen2vl_dir}",
+        "paper",
+        out,
+        data_dir,
+        limit=2,
+        batch_size=4,
+        max_new_tokens=8,
+        model_options={"device": "cpu"},
+    )
+    assert s["complete"] and s["overall"]["n"] == 8
+    assert s["model"]["backend"] == "hf"
+    assert all(isinstance(r["output"], str) and r["images"] for r in _rows(out))
+    paths = build_report([out], tmp_path / "rep", n_boot=100)
+    assert "| Model | Direction |" in paths["report.md"].read_text()
+
+
+def test_one_writer_per_run_folder(data_dir: Path, tmp_path: Path) -> None:
+    import socket
+
+    out = tmp_path / "run"
+    _eval("oracle:", "basic", out, data_dir, limit=3)
+    lock = out / ".lock"
+    assert not lock.exists()
+    lock.write_text(f"{socket.gethostname()} 1")  # pid 1 is alive: a live writer holds the folder
+    with pytest.raises(SparkleError, match="another sparkle eval"):
+        _eval("oracle:", "basic", out, data_dir, limit=3)
+    lock.write_text(f"{socket.gethostname()} 999999999")  # a killed writer: the stale lock is taken over
+    assert _eval("oracle:", "basic", out, data_dir, limit=3)["complete"]
+    assert not lock.exists()

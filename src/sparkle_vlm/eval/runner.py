@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from sparkle_vlm.records import prompt_text
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = ".lock"
 FORMAT_VERSION = 1
 
 #: Model options that change how fast answers come, not what they are (ignored when resuming).
@@ -340,8 +343,8 @@ def run_eval(
 ) -> dict[str, Any]:
     """Run (or resume) an evaluation and write ``summary.json``; returns the summary.
 
-    ``backend`` replaces ``load_backend(cfg.model, **cfg.model_options)`` (tests, notebooks); a
-    backend passed in is not closed here.
+    ``backend`` replaces ``load_backend(cfg.model, **cfg.backend_options())`` (tests, notebooks);
+    a backend passed in is not closed here.
     """
     cfg.validate()
     out = check_writable_dir(cfg.out)
@@ -364,6 +367,34 @@ def run_eval(
     if existing is not None:
         _check_data(out, existing.get("data", {}), fingerprints)
     run = existing if existing is not None else _new_run(out, cfg, argv, fingerprints)
+    with _run_lock(out):
+        evaluated, t_model, rows, model_info = _answer(cfg, parts, out, run, backend, progress)
+        summary = summarize(cfg, parts, rows, model_info)
+        summary["timing"] = {
+            "wall_s": round(time.perf_counter() - t0, 3),
+            "model_s": round(t_model, 3),
+            "evaluated_now": evaluated,
+            "samples_per_s": round(evaluated / t_model, 3) if t_model > 0 else None,
+            "latency_s_sum": round(sum(float(r.get("latency_s") or 0.0) for r in _selected(parts, rows)), 3),
+        }
+        # Insertion order (suite order of parts, numeric order of levels) is meaningful: no key sorting.
+        text = json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n"
+        atomic_write_text(out / SUMMARY_FILE, text)
+    return summary
+
+
+def _answer(
+    cfg: EvalConfig,
+    parts: list[PreparedPart],
+    out: Path,
+    run: dict[str, Any],
+    backend: Backend | None,
+    progress: bool | None,
+) -> tuple[int, float, dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """Ask the backend every record without a scored row.
+
+    Returns (requests answered now, seconds in the backend, all rows, model identity).
+    """
     results_p = out / RESULTS_FILE
     rows = load_results(results_p, repair=True)
     todo = [
@@ -411,20 +442,44 @@ def run_eval(
         finally:
             if own_backend and backend is not None:
                 backend.close()
-    wall = time.perf_counter() - t0
-    summary = summarize(cfg, parts, rows, model_info)
-    summary["timing"] = {
-        "wall_s": round(wall, 3),
-        "model_s": round(t_model, 3),
-        "evaluated_now": evaluated,
-        "samples_per_s": round(evaluated / t_model, 3) if t_model > 0 else None,
-        "latency_s_sum": round(sum(float(r.get("latency_s") or 0.0) for r in _selected(parts, rows)), 3),
-    }
-    # Insertion order (suite order of parts, numeric order of levels) is meaningful: no key sorting.
-    atomic_write_text(
-        out / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n"
-    )
-    return summary
+    return evaluated, t_model, rows, model_info
+
+
+@contextmanager
+def _run_lock(out: Path) -> Iterator[None]:
+    """One ``sparkle eval`` per run folder at a time: two writers would interleave their rows."""
+    lock = out / LOCK_FILE
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock.read_text().strip() if lock.exists() else ""
+            host, _, pid = holder.partition(" ")
+            if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                lock.unlink(missing_ok=True)  # left by a killed run on this machine
+                continue
+            raise SparkleError(
+                f"--out: another sparkle eval ({holder or 'unknown'}) is using {out}; wait for it, or delete "
+                f"{lock} if it is gone"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _selected(parts: list[PreparedPart], rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

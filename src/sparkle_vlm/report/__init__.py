@@ -34,6 +34,12 @@ def build_report(
     from sparkle_vlm.report.runs import load_runs, present_tables
     from sparkle_vlm.report.significance import compare_runs
 
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SparkleError(
+            "sparkle report draws its plots with matplotlib: pip install 'sparkle-vlm[viz]'"
+        ) from None
     if gallery < 0:
         raise SparkleError(f"--gallery: must be non-negative, got {gallery}")
     if n_boot < 1:

@@ -17,11 +17,17 @@ Outside pytest (benchmarks) call :func:`build_tiny_vlm` directly.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP workers
+# spin-waiting for a busy core made the torch tests about 6x slower (57 s vs 9 s for
+# tests/test_backend_hf.py). Set before torch is first imported; an explicit value wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TINY_VLM_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "llava")
 

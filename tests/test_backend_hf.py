@@ -19,6 +19,12 @@ pytestmark = pytest.mark.torch
 GEN = GenerationConfig(max_new_tokens=8)
 
 
+def _load(ckpt: Path, **options: Any) -> Any:
+    """The backend on CPU in float32, so equality checks hold on machines with a GPU too."""
+    options.setdefault("device", "cpu")
+    return load_backend(f"hf:{ckpt}", **options)
+
+
 def _requests(dataset: Path, n: int, stride: int = 3) -> list[Request]:
     records = read_jsonl(str(dataset / "data.jsonl"))[::stride][:n]
     return [
@@ -42,7 +48,7 @@ def _text_twin(req: Request) -> Request:
 @pytest.mark.parametrize("family", ["qwen2_vl", "llava"])
 def test_end_to_end(tiny_vlm_factory: Callable[[str], Path], tiny_instruct_dir: Path, family: str) -> None:
     ckpt = tiny_vlm_factory(family)
-    backend = load_backend(f"hf:{ckpt}", device="cpu")
+    backend = _load(ckpt)
     reqs = _requests(tiny_instruct_dir, 4)
     comps = backend.generate(reqs, GEN)
     assert len(comps) == len(reqs)
@@ -64,7 +70,7 @@ def test_end_to_end(tiny_vlm_factory: Callable[[str], Path], tiny_instruct_dir: 
 def test_batched_equals_unbatched(
     tiny_vlm_factory: Callable[[str], Path], tiny_instruct_dir: Path, family: str
 ) -> None:
-    backend = load_backend(f"hf:{tiny_vlm_factory(family)}")
+    backend = _load(tiny_vlm_factory(family))
     reqs = _requests(tiny_instruct_dir, 6)
     # Prompts of different lengths (so rows are padded) and a text-only request in the same call.
     reqs.append(_text_twin(reqs[0]))
@@ -75,14 +81,14 @@ def test_batched_equals_unbatched(
     assert [c.text for c in batched] == [c.text for c in single]
     assert [c.usage["completion_tokens"] for c in batched] == [c.usage["completion_tokens"] for c in single]
     # batch_size chunks the call without changing answers.
-    chunked = load_backend(f"hf:{tiny_vlm_factory(family)}", batch_size="3").generate(reqs, GEN)
+    chunked = _load(tiny_vlm_factory(family), batch_size="3").generate(reqs, GEN)
     assert [c.text for c in chunked] == [c.text for c in single]
     # The outputs depend on the input (the tiny model is not a constant function).
     assert len({c.text for c in single}) > 1
 
 
 def test_bad_request_fails_alone(tiny_qwen2vl_dir: Path, tiny_instruct_dir: Path, tmp_path: Path) -> None:
-    backend = load_backend(f"hf:{tiny_qwen2vl_dir}")
+    backend = _load(tiny_qwen2vl_dir)
     good = _requests(tiny_instruct_dir, 2)
     missing = Request("missing", good[0].messages, [str(tmp_path / "nope.png")], {})
     mismatch = Request("mismatch", good[0].messages, [], {})
@@ -115,15 +121,15 @@ def test_adapter_changes_outputs(tiny_qwen2vl_dir: Path, tiny_instruct_dir: Path
     adapter = _make_adapter(tiny_qwen2vl_dir, tmp_path / "adapter")
     assert (adapter / "adapter_model.safetensors").is_file()
     reqs = _requests(tiny_instruct_dir, 4)
-    base = load_backend(f"hf:{tiny_qwen2vl_dir}").generate(reqs, GEN)
-    tuned_backend = load_backend(f"hf:{tiny_qwen2vl_dir}", adapter=str(adapter))
+    base = _load(tiny_qwen2vl_dir).generate(reqs, GEN)
+    tuned_backend = _load(tiny_qwen2vl_dir, adapter=str(adapter))
     tuned = tuned_backend.generate(reqs, GEN)
     assert [c.text for c in tuned] != [c.text for c in base]
     info = tuned_backend.describe()
     assert info["adapter"] == str(adapter) and info["adapter_merged"] is True
     assert isinstance(info["adapter_sha256"], str) and len(info["adapter_sha256"]) == 64
     # Unmerged LoRA computes the same function as the merged weights.
-    unmerged = load_backend(f"hf:{tiny_qwen2vl_dir}", adapter=str(adapter), merge_adapter="false")
+    unmerged = _load(tiny_qwen2vl_dir, adapter=str(adapter), merge_adapter="false")
     assert [c.text for c in unmerged.generate(reqs, GEN)] == [c.text for c in tuned]
 
 
@@ -178,8 +184,8 @@ def test_trust_remote_code_is_off_unless_asked(
 
 def test_pixel_bounds(tiny_qwen2vl_dir: Path, tiny_llava_dir: Path, tiny_instruct_dir: Path) -> None:
     reqs = _requests(tiny_instruct_dir, 1)
-    default = load_backend(f"hf:{tiny_qwen2vl_dir}").generate(reqs, GEN)[0]
-    small = load_backend(f"hf:{tiny_qwen2vl_dir}", min_pixels=4 * 28 * 28, max_pixels=str(4 * 28 * 28))
+    default = _load(tiny_qwen2vl_dir).generate(reqs, GEN)[0]
+    small = _load(tiny_qwen2vl_dir, min_pixels=4 * 28 * 28, max_pixels=str(4 * 28 * 28))
     assert small.describe()["max_pixels"] == 4 * 28 * 28
     # A 112 px image is 16 merged tokens by default and 4 at the 4 * 28^2 bound.
     assert default.usage["prompt_tokens"] - small.generate(reqs, GEN)[0].usage["prompt_tokens"] == 12
@@ -214,3 +220,15 @@ def test_only_safetensors_weights(tiny_qwen2vl_dir: Path, tmp_path: Path) -> Non
     torch.save(state, ckpt / "pytorch_model.bin")
     with pytest.raises(SparkleError, match="safetensors"):
         load_backend(f"hf:{ckpt}")
+
+
+def test_cuda_defaults(tiny_qwen2vl_dir: Path, tiny_instruct_dir: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    backend = load_backend(f"hf:{tiny_qwen2vl_dir}")
+    info = backend.describe()
+    assert info["device"] == "cuda" and info["dtype"] in ("bfloat16", "float16")
+    comps = backend.generate(_requests(tiny_instruct_dir, 4), GEN)
+    assert all(c.error is None and c.usage["completion_tokens"] >= 1 for c in comps)

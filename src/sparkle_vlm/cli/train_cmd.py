@@ -1,0 +1,304 @@
+"""``sparkle train sft|grpo|configs``: fine-tune a VLM on Sparkle data with TRL (+ PEFT LoRA).
+
+Options come from the dataclass defaults, then ``--config`` (a shipped name or a YAML path), then
+the flags below, then ``--set key=value`` for any other config field. Multi-GPU::
+
+    accelerate launch --num_processes 8 -m sparkle_vlm.cli.main train sft --config qwen2-vl-7b \\
+        --data data/instruct --out runs/sft --deepspeed zero2
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sparkle_vlm.cli.generate_cmd import parse_set
+
+train_app = typer.Typer(
+    help="Fine-tune a VLM on Sparkle data (TRL SFT or GRPO, LoRA or full).", no_args_is_help=True
+)
+
+
+def _common_overrides(
+    model: str | None,
+    data: list[Path],
+    out: Path | None,
+    lora: bool | None,
+    lora_r: int | None,
+    lora_alpha: int | None,
+    lora_dropout: float | None,
+    lora_targets: str | None,
+    epochs: float | None,
+    max_steps: int | None,
+    lr: float | None,
+    batch_size: int | None,
+    grad_accum: int | None,
+    min_pixels: int | None,
+    max_pixels: int | None,
+    max_tokens: int | None,
+    max_samples: int | None,
+    merge: bool | None,
+    trust_remote_code: bool | None,
+    resume: bool | None,
+    seed: int | None,
+    save_steps: int | None,
+    deepspeed: str | None,
+    set_: list[str],
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "model": model,
+        "data": [str(d) for d in data] or None,
+        "out": str(out) if out else None,
+        "lora": lora,
+        "lora_r": lora_r,
+        "lora_alpha": lora_alpha,
+        "lora_dropout": lora_dropout,
+        "lora_targets": lora_targets,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "lr": lr,
+        "batch_size": batch_size,
+        "grad_accum": grad_accum,
+        "min_pixels": min_pixels,
+        "max_pixels": max_pixels,
+        "max_tokens": max_tokens,
+        "max_samples": max_samples,
+        "merge": merge,
+        "trust_remote_code": trust_remote_code,
+        "resume": resume,
+        "seed": seed,
+        "save_steps": save_steps,
+        "deepspeed": deepspeed,
+    }
+    values.update(parse_set(set_))
+    return values
+
+
+def _report(res: Any, method: str) -> None:
+    if res.already_complete:
+        typer.echo(f"{res.out}: already complete ({res.global_step} steps)")
+        return
+    loss = f", train loss {res.train_loss:.4f}" if res.train_loss is not None else ""
+    resumed = f", resumed from {res.resumed_from}" if res.resumed_from else ""
+    dropped = f", {res.dropped_long} dropped as too long" if res.dropped_long else ""
+    merged = f"; merged model in {res.merged}" if res.merged else ""
+    typer.echo(
+        f"{res.out}: {method} done, {res.global_step} steps on {res.samples} samples{dropped}{loss}"
+        f"{resumed}{merged}"
+    )
+
+
+# Flags shared by both methods, declared once as typer options.
+MODEL = typer.Option(None, "--model", help="Base model: Hugging Face id or local folder.")
+DATA = typer.Option([], "--data", help="Dataset folder from `sparkle generate` (repeatable).")
+OUT = typer.Option(None, "--out", help="Output folder (checkpoints, adapter, processor, sparkle_train.json).")
+CONFIG = typer.Option(
+    None, "--config", help="Shipped config name (see `sparkle train configs`) or YAML path."
+)
+LORA = typer.Option(None, "--lora/--full", help="LoRA on the language model (default) or full fine-tuning.")
+LORA_R = typer.Option(None, "--lora-r", help="LoRA rank (default 16).")
+LORA_ALPHA = typer.Option(None, "--lora-alpha", help="LoRA alpha (default 32).")
+LORA_DROPOUT = typer.Option(None, "--lora-dropout", help="LoRA dropout (default 0.05).")
+LORA_TARGETS = typer.Option(
+    None,
+    "--lora-targets",
+    help="Regex full-matched against module names (default: the language model's linear layers).",
+)
+EPOCHS = typer.Option(None, "--epochs", help="Training epochs (default 1).")
+MAX_STEPS = typer.Option(
+    None, "--max-steps", help="Stop after this many optimizer steps (overrides --epochs)."
+)
+LR = typer.Option(None, "--lr", help="Learning rate.")
+BATCH = typer.Option(None, "--batch-size", help="Per-device batch size.")
+ACCUM = typer.Option(None, "--grad-accum", help="Gradient accumulation steps.")
+MIN_PIXELS = typer.Option(None, "--min-pixels", help="Qwen-style processors: minimum image pixels.")
+MAX_PIXELS = typer.Option(None, "--max-pixels", help="Qwen-style processors: maximum image pixels.")
+MAX_TOKENS = typer.Option(None, "--max-tokens", help="Drop samples longer than this (text + image tokens).")
+MAX_SAMPLES = typer.Option(None, "--max-samples", help="Use only the first N shuffled records.")
+MERGE = typer.Option(None, "--merge", help="Also write the base model with the adapter merged to OUT/merged.")
+TRUST = typer.Option(
+    None, "--trust-remote-code", help="Run code shipped with the model (only if you trust it)."
+)
+RESUME = typer.Option(
+    None, "--resume/--no-resume", help="Continue from the newest checkpoint in --out (default on)."
+)
+SEED = typer.Option(None, "--seed", help="Seed of data order, LoRA init and dropout.")
+SAVE_STEPS = typer.Option(None, "--save-steps", help="Checkpoint every N steps (resume points).")
+DEEPSPEED = typer.Option(None, "--deepspeed", help="DeepSpeed JSON path, or 'zero2' for the shipped config.")
+SET = typer.Option([], "--set", help="Any config field as key=value (repeatable).")
+PRINT = typer.Option(False, "--print-config", help="Print the resolved config as JSON and exit.")
+
+
+@train_app.command("sft")
+def sft(
+    model: str | None = MODEL,
+    data: list[Path] = DATA,
+    out: Path | None = OUT,
+    config: str | None = CONFIG,
+    lora: bool | None = LORA,
+    lora_r: int | None = LORA_R,
+    lora_alpha: int | None = LORA_ALPHA,
+    lora_dropout: float | None = LORA_DROPOUT,
+    lora_targets: str | None = LORA_TARGETS,
+    epochs: float | None = EPOCHS,
+    max_steps: int | None = MAX_STEPS,
+    lr: float | None = LR,
+    batch_size: int | None = BATCH,
+    grad_accum: int | None = ACCUM,
+    min_pixels: int | None = MIN_PIXELS,
+    max_pixels: int | None = MAX_PIXELS,
+    max_tokens: int | None = MAX_TOKENS,
+    max_samples: int | None = MAX_SAMPLES,
+    merge: bool | None = MERGE,
+    trust_remote_code: bool | None = TRUST,
+    resume: bool | None = RESUME,
+    seed: int | None = SEED,
+    save_steps: int | None = SAVE_STEPS,
+    deepspeed: str | None = DEEPSPEED,
+    set_: list[str] = SET,
+    print_config: bool = PRINT,
+) -> None:
+    """Supervised fine-tuning; the loss covers the answer tokens only."""
+    from sparkle_vlm.train.config import SFTTrainConfig, load_config
+
+    values = _common_overrides(
+        model,
+        data,
+        out,
+        lora,
+        lora_r,
+        lora_alpha,
+        lora_dropout,
+        lora_targets,
+        epochs,
+        max_steps,
+        lr,
+        batch_size,
+        grad_accum,
+        min_pixels,
+        max_pixels,
+        max_tokens,
+        max_samples,
+        merge,
+        trust_remote_code,
+        resume,
+        seed,
+        save_steps,
+        deepspeed,
+        set_,
+    )
+    cfg = load_config("sft", config, values)
+    if print_config:
+        typer.echo(json.dumps(cfg.to_dict(), indent=2))
+        return
+    from sparkle_vlm.train.sft import train_sft
+
+    assert isinstance(cfg, SFTTrainConfig), "load_config('sft') builds SFT configs"
+    _report(train_sft(cfg), "SFT")
+
+
+@train_app.command("grpo")
+def grpo(
+    model: str | None = MODEL,
+    data: list[Path] = DATA,
+    out: Path | None = OUT,
+    config: str | None = CONFIG,
+    lora: bool | None = LORA,
+    lora_r: int | None = LORA_R,
+    lora_alpha: int | None = LORA_ALPHA,
+    lora_dropout: float | None = LORA_DROPOUT,
+    lora_targets: str | None = LORA_TARGETS,
+    epochs: float | None = EPOCHS,
+    max_steps: int | None = MAX_STEPS,
+    lr: float | None = LR,
+    batch_size: int | None = BATCH,
+    grad_accum: int | None = ACCUM,
+    min_pixels: int | None = MIN_PIXELS,
+    max_pixels: int | None = MAX_PIXELS,
+    max_tokens: int | None = MAX_TOKENS,
+    max_samples: int | None = MAX_SAMPLES,
+    merge: bool | None = MERGE,
+    trust_remote_code: bool | None = TRUST,
+    resume: bool | None = RESUME,
+    seed: int | None = SEED,
+    save_steps: int | None = SAVE_STEPS,
+    deepspeed: str | None = DEEPSPEED,
+    set_: list[str] = SET,
+    print_config: bool = PRINT,
+    num_generations: int | None = typer.Option(
+        None, "--num-generations", help="Completions per prompt (GRPO group)."
+    ),
+    max_completion_length: int | None = typer.Option(
+        None, "--max-completion-length", help="Completion token budget."
+    ),
+    temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature."),
+    beta: float | None = typer.Option(None, "--beta", help="KL coefficient (0: no reference model)."),
+    format_weight: float | None = typer.Option(
+        None, "--format-weight", help="Weight of the format reward (0: off)."
+    ),
+    curriculum: bool | None = typer.Option(
+        None, "--curriculum/--no-curriculum", help="Feed prompts easy -> hard by meta difficulty."
+    ),
+) -> None:
+    """GRPO with rewards from the Sparkle verifiers (graded accuracy + format)."""
+    from sparkle_vlm.train.config import GRPOTrainConfig, load_config
+
+    values = _common_overrides(
+        model,
+        data,
+        out,
+        lora,
+        lora_r,
+        lora_alpha,
+        lora_dropout,
+        lora_targets,
+        epochs,
+        max_steps,
+        lr,
+        batch_size,
+        grad_accum,
+        min_pixels,
+        max_pixels,
+        max_tokens,
+        max_samples,
+        merge,
+        trust_remote_code,
+        resume,
+        seed,
+        save_steps,
+        deepspeed,
+        set_,
+    )
+    values.update(
+        num_generations=num_generations,
+        max_completion_length=max_completion_length,
+        temperature=temperature,
+        beta=beta,
+        format_weight=format_weight,
+        curriculum=curriculum,
+    )
+    cfg = load_config("grpo", config, values)
+    if print_config:
+        typer.echo(json.dumps(cfg.to_dict(), indent=2))
+        return
+    from sparkle_vlm.train.grpo import train_grpo
+
+    assert isinstance(cfg, GRPOTrainConfig), "load_config('grpo') builds GRPO configs"
+    _report(train_grpo(cfg), "GRPO")
+
+
+@train_app.command("configs")
+def configs() -> None:
+    """List the shipped training configs (name, method, model)."""
+    from sparkle_vlm.train.config import read_yaml, shipped_configs
+
+    for name, path in shipped_configs().items():
+        values = read_yaml(path)
+        typer.echo(f"{name:28s} {values.get('method', '?'):5s} {values.get('model', '')}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(train_app, name="train")

@@ -1,0 +1,354 @@
+"""What SFT and GRPO share: device settings, model loading, LoRA targets, checkpoints, the run record.
+
+The output folder of a run holds, when training finished:
+
+- the adapter (``adapter_model.safetensors`` + ``adapter_config.json``) or, for full fine-tuning,
+  the model (``model*.safetensors`` + ``config.json``);
+- the processor (tokenizer, chat template, image processor);
+- ``merged/`` (with ``--merge``): the base model with the adapter folded in, plus the processor;
+- ``sparkle_train.json``: config, data hashes, drop counts, metrics and software versions. It is
+  written last, atomically, and marks the run complete.
+
+``checkpoint-N/`` folders are kept while training so that a crashed run resumes from the newest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparkle_vlm import __version__
+from sparkle_vlm.errors import ConfigError, SparkleError
+from sparkle_vlm.fsutil import atomic_write_json
+from sparkle_vlm.train.config import DEFAULT_LORA_TARGETS, VISION_MARKERS, TrainConfig
+
+RUN_FILE = "sparkle_train.json"
+MERGED_DIR = "merged"
+
+Log = Callable[[str], None]
+
+
+def stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class TrainResult:
+    """What a training call produced."""
+
+    out: Path
+    already_complete: bool = False
+    resumed_from: str | None = None
+    global_step: int = 0
+    train_loss: float | None = None
+    samples: int = 0
+    dropped_long: int = 0
+    merged: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Device decisions: bf16 and gradient checkpointing on CUDA, float32 on CPU."""
+
+    cuda: bool
+    bf16: bool
+    gradient_checkpointing: bool
+
+    @property
+    def dtype(self) -> Any:
+        import torch
+
+        return torch.bfloat16 if self.bf16 else torch.float32
+
+
+def runtime_for(cfg: TrainConfig) -> Runtime:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if cfg.bf16 and not cuda:
+        raise ConfigError("bf16", "needs a CUDA GPU (training on CPU runs in float32)")
+    bf16 = cfg.bf16 if cfg.bf16 is not None else cuda and torch.cuda.is_bf16_supported()
+    gc = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else cuda
+    return Runtime(cuda=cuda, bf16=bool(bf16), gradient_checkpointing=bool(gc))
+
+
+def check_out(cfg: TrainConfig) -> tuple[Path, dict[str, Any] | None]:
+    """The output folder, and the finished run it already holds (same fingerprint) or None.
+
+    A finished run with another fingerprint is an error: it would be silently overwritten.
+    """
+    from sparkle_vlm.fsutil import check_writable_dir
+
+    out = check_writable_dir(cfg.out)
+    run_p = out / RUN_FILE
+    if run_p.exists():
+        import json
+
+        done = json.loads(run_p.read_text())
+        if done.get("fingerprint") == cfg.fingerprint() and done.get("data_sha256"):
+            return out, done
+        raise SparkleError(
+            f"--out: {out} holds a finished {done.get('method')} run with other settings; "
+            "choose another folder"
+        )
+    return out, None
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` folder (one with ``trainer_state.json``)."""
+    best: tuple[int, Path] | None = None
+    for p in out.glob("checkpoint-*"):
+        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
+        if m and p.is_dir() and (p / "trainer_state.json").is_file():
+            step = int(m.group(1))
+            if best is None or step > best[0]:
+                best = (step, p)
+    return best[1] if best else None
+
+
+#: Image processors whose ``size`` edges are pixel counts (Qwen2.5-VL and Qwen3-VL reuse Qwen2-VL's).
+PIXEL_BOUNDED = ("Qwen2VLImageProcessor", "Glm4vImageProcessor")
+
+
+def apply_image_bounds(processor: Any, min_pixels: int | None, max_pixels: int | None) -> dict[str, int]:
+    """Bound the pixels (hence image tokens) of Qwen-style processors; returns the bounds in force.
+
+    Qwen2-VL / Qwen2.5-VL / Qwen3-VL / GLM-4.1V image processors resize every image to between
+    ``min_pixels`` and ``max_pixels`` (Qwen2-VL: one token per 28 x 28 px). Other families have a
+    fixed or tiled image size set by their own processor options; for them these bounds are an
+    error rather than silently ignored.
+    """
+    if min_pixels is None and max_pixels is None:
+        return {}
+    ip = getattr(processor, "image_processor", None)
+    mro = [c.__name__ for c in type(ip).__mro__]
+    if ip is None or not any(name.startswith(PIXEL_BOUNDED) for name in mro):
+        raise ConfigError(
+            "max_pixels",
+            f"only Qwen-style processors take pixel bounds; {mro[0]} sets its "
+            "image size with its own options (see docs/training.md)",
+        )
+    size = dict(ip.size)
+    if min_pixels is not None:
+        size["shortest_edge"] = min_pixels
+    if max_pixels is not None:
+        size["longest_edge"] = max_pixels
+    ip.size = type(ip.size)(**size) if not isinstance(ip.size, dict) else size
+    return {"min_pixels": int(size["shortest_edge"]), "max_pixels": int(size["longest_edge"])}
+
+
+def load_processor(cfg: TrainConfig) -> Any:
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    except OSError as exc:
+        raise SparkleError(f"--model: cannot load a processor from {cfg.model!r}: {exc}") from None
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc) and not cfg.trust_remote_code:
+            raise SparkleError(
+                f"--model: {cfg.model} ships its own code; pass --trust-remote-code "
+                "if you trust it (see docs/training.md)"
+            ) from None
+        raise SparkleError(f"--model: cannot load a processor from {cfg.model!r}: {exc}") from None
+    if getattr(processor, "image_processor", None) is None:
+        raise SparkleError(
+            f"--model: {cfg.model} has no image processor (AutoProcessor gave "
+            f"{type(processor).__name__}); sparkle train needs a transformers multimodal "
+            "processor. See docs/training.md for remote-code models (ms-swift route)"
+        )
+    tokenizer = processor.tokenizer
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    apply_image_bounds(processor, cfg.min_pixels, cfg.max_pixels)
+    return processor
+
+
+def load_model(cfg: TrainConfig, rt: Runtime) -> Any:
+    """The model in training dtype, weights from safetensors only."""
+    from transformers import AutoModelForImageTextToText
+
+    kwargs: dict[str, Any] = {
+        "dtype": rt.dtype,
+        "trust_remote_code": cfg.trust_remote_code,
+        "use_safetensors": True,
+    }
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    try:
+        return AutoModelForImageTextToText.from_pretrained(cfg.model, **kwargs)
+    except ValueError as exc:
+        # Remote-code VLMs often register only AutoModel/AutoModelForCausalLM in their auto_map.
+        if not cfg.trust_remote_code:
+            if "trust_remote_code" in str(exc):
+                raise SparkleError(
+                    f"--model: {cfg.model} ships its own code; pass --trust-remote-code if you trust it"
+                ) from None
+            raise SparkleError(
+                f"--model: {cfg.model} is not an image-text-to-text model transformers knows: {exc}"
+            ) from None
+        from transformers import AutoModelForCausalLM
+
+        try:
+            return AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
+        except ValueError as exc2:
+            raise SparkleError(f"--model: cannot load {cfg.model}: {exc2}") from None
+    except OSError as exc:
+        raise SparkleError(f"--model: cannot load weights from {cfg.model!r}: {exc}") from None
+
+
+def lora_modules(model: Any, cfg: TrainConfig) -> tuple[str, list[str]]:
+    """(target regex, names of the linear layers it selects); errors when it selects none.
+
+    With the default targets, a match inside a vision tower or projector is an error: the
+    adapter would then be unusable by vLLM and would change image features.
+    """
+    import torch
+
+    pattern = cfg.lora_targets or DEFAULT_LORA_TARGETS
+    rx = re.compile(pattern)
+    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    hits = [n for n in linear if rx.fullmatch(n)]
+    if not hits:
+        sample = ", ".join(linear[:: max(1, len(linear) // 6)][:6])
+        raise ConfigError(
+            "lora_targets", f"matched no linear layer of {cfg.model} (names look like: {sample})"
+        )
+    if cfg.lora_targets is None:
+        bad = [n for n in hits if any(mk in n for mk in VISION_MARKERS)]
+        if bad:
+            raise ConfigError(
+                "lora_targets",
+                f"default targets would hit vision/projector layers ({bad[0]}); pass --lora-targets",
+            )
+    return pattern, hits
+
+
+def peft_config(cfg: TrainConfig, pattern: str) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=pattern,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+
+
+def trainer_args(cfg: TrainConfig, rt: Runtime, out: Path) -> dict[str, Any]:
+    """TrainingArguments fields shared by SFTConfig and GRPOConfig."""
+    args: dict[str, Any] = {
+        "output_dir": str(out),
+        "per_device_train_batch_size": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "learning_rate": cfg.lr,
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps if cfg.max_steps is not None else -1,
+        "warmup_steps": cfg.warmup_ratio,  # transformers 5: a float is a ratio of the total steps
+        "weight_decay": cfg.weight_decay,
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "max_grad_norm": cfg.max_grad_norm,
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "bf16": rt.bf16,
+        "fp16": False,
+        "use_cpu": not rt.cuda,
+        "gradient_checkpointing": rt.gradient_checkpointing,
+        "logging_steps": cfg.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": cfg.save_total_limit,
+        "save_only_model": False,  # optimizer + RNG state are needed to resume exactly
+        "report_to": cfg.report_to,
+        "dataloader_num_workers": cfg.dataloader_workers,
+        "remove_unused_columns": False,
+        "deepspeed": cfg.deepspeed_path(),
+    }
+    if rt.gradient_checkpointing:
+        args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    return args
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"sparkle_vlm": __version__}
+    for pkg in ("torch", "transformers", "trl", "peft", "datasets", "accelerate"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[pkg] = md.version(pkg)
+    return out
+
+
+def finish(
+    trainer: Any, processor: Any, cfg: TrainConfig, out: Path, info: dict[str, Any], log: Log
+) -> Path | None:
+    """Save the final weights and processor, optionally merge, then write the run record (last)."""
+    trainer.save_model(str(out))
+    merged_p: Path | None = None
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(str(out))
+        if cfg.merge and cfg.lora:
+            merged_p = out / MERGED_DIR
+            model = trainer.model
+            merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+            merged.save_pretrained(str(merged_p), safe_serialization=True)
+            processor.save_pretrained(str(merged_p))
+            log(f"merged model written to {merged_p}")
+        record = {
+            **info,
+            "method": cfg.method,
+            "config": cfg.to_dict(),
+            "fingerprint": cfg.fingerprint(),
+            "base_model": cfg.model,
+            "lora": cfg.lora,
+            "merged": MERGED_DIR if merged_p else None,
+            "versions": versions(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        atomic_write_json(out / RUN_FILE, record)
+    return merged_p
+
+
+def preflight(collator: Any, rows: list[Any], model_name: str) -> dict[str, int]:
+    """Collate one batch before training: fail early, clearly, if the processor cannot do it.
+
+    Returns token counts of that batch (total, supervised), checking that some tokens carry loss.
+    """
+    try:
+        batch = collator([dict(r) for r in rows])
+    except Exception as exc:
+        raise SparkleError(
+            f"--model: {model_name}: its processor cannot build image+text training batches "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    labels = batch["labels"]
+    supervised = int((labels != -100).sum())
+    if supervised == 0:
+        raise SparkleError(
+            f"--model: {model_name}: no token of the first batch carries loss (check the chat template)"
+        )
+    return {"tokens": int(batch["attention_mask"].sum()), "supervised_tokens": supervised}
+
+
+def result_from(done: dict[str, Any], out: Path) -> TrainResult:
+    train = done.get("train", {})
+    return TrainResult(
+        out=out,
+        already_complete=True,
+        resumed_from=done.get("resumed_from"),
+        global_step=int(train.get("global_step", 0)),
+        train_loss=train.get("train_loss"),
+        samples=int(done.get("samples", {}).get("used", 0)),
+        dropped_long=int(done.get("samples", {}).get("dropped_long", 0)),
+        merged=out / MERGED_DIR if done.get("merged") else None,
+        info=done,
+    )

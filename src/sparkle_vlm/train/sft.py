@@ -1,0 +1,132 @@
+"""Supervised fine-tuning of a VLM on Sparkle records with TRL's ``SFTTrainer`` (LoRA or full).
+
+One GPU::
+
+    sparkle train sft --config qwen2-vl-7b --data data/instruct --out runs/qwen2vl-sft
+
+Several GPUs (DeepSpeed ZeRO-2, config shipped with the package)::
+
+    accelerate launch --num_processes 8 -m sparkle_vlm.cli.main train sft \\
+        --config qwen2-vl-7b --data data/instruct --out runs/qwen2vl-sft --deepspeed zero2
+
+The recipe, top to bottom: read records -> prompt/completion rows (loss on answers only) ->
+seeded shuffle -> drop samples longer than ``max_tokens`` (never truncate image tokens) -> load
+processor (pixel bounds) and model (bf16 on CUDA, float32 on CPU; safetensors only) -> LoRA on
+the language model's linear layers -> collate one batch as a preflight -> train, resuming from the
+newest checkpoint -> save adapter/model + processor (+ merged model) -> ``sparkle_train.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparkle_vlm.train import common
+from sparkle_vlm.train import data as D
+from sparkle_vlm.train.config import SFTTrainConfig
+
+
+def train_sft(
+    cfg: SFTTrainConfig, *, callbacks: list[Any] | None = None, log: common.Log = common.stderr_log
+) -> common.TrainResult:
+    """Run (or resume, or skip when already finished) one SFT run described by ``cfg``."""
+    cfg.validate()
+    out, done = common.check_out(cfg)
+    records, sources = D.load_records(cfg.data)
+    if done is not None and done.get("data_sha256") == D.data_hash(sources):
+        log(f"{out}: already trained ({done['train'].get('global_step')} steps); nothing to do")
+        return common.result_from(done, out)
+
+    rows = D.sft_rows(records)
+    if cfg.shuffle:
+        rows = D.shuffled(rows, cfg.seed)
+    if cfg.max_samples is not None:
+        rows = rows[: cfg.max_samples]
+
+    rt = common.runtime_for(cfg)
+    processor = common.load_processor(cfg)
+    lengths = D.measure_lengths(processor, rows)
+    rows, dropped = D.drop_long(rows, lengths, cfg.max_tokens)
+    if dropped:
+        log(
+            f"dropped {len(dropped)} of {len(lengths)} samples longer than max_tokens={cfg.max_tokens} "
+            f"(first: {dropped[0]})"
+        )
+    if not rows:
+        from sparkle_vlm.errors import ConfigError
+
+        raise ConfigError(
+            "max_tokens",
+            f"every sample is longer than {cfg.max_tokens} tokens "
+            f"(shortest: {min(lengths)}); raise it or lower max_pixels",
+        )
+
+    model = common.load_model(cfg, rt)
+    peft_config = None
+    lora_info: dict[str, Any] = {}
+    if cfg.lora:
+        pattern, hits = common.lora_modules(model, cfg)
+        peft_config = common.peft_config(cfg, pattern)
+        lora_info = {"targets": pattern, "modules": len(hits)}
+        log(f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} on {len(hits)} linear layers")
+
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(
+        **common.trainer_args(cfg, rt, out),
+        max_length=None,  # truncation would cut image tokens; long samples were dropped above
+        completion_only_loss=True,
+        shuffle_dataset=False,  # rows are already in a seeded order
+    )
+    dataset = D.to_dataset(rows)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    batch_info = common.preflight(trainer.data_collator, [dataset[0]], cfg.model)
+
+    ckpt = common.latest_checkpoint(out) if cfg.resume else None
+    resumed_from = ckpt.name if ckpt else None
+    if ckpt is not None:
+        log(f"resuming from {ckpt.name}")
+    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+
+    info = {
+        "data": [s.to_dict() for s in sources],
+        "data_sha256": D.data_hash(sources),
+        "samples": {
+            "records": len(records),
+            "used": len(rows),
+            "dropped_long": len(dropped),
+            "max_tokens": cfg.max_tokens,
+            "length": D.length_stats(lengths),
+        },
+        "lora_targets": lora_info,
+        "preflight": batch_info,
+        "resumed_from": resumed_from,
+        "train": {
+            "global_step": trainer.state.global_step,
+            "train_loss": result.training_loss,
+            **{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
+        },
+        "runtime": {
+            "cuda": rt.cuda,
+            "bf16": rt.bf16,
+            "gradient_checkpointing": rt.gradient_checkpointing,
+            "world_size": trainer.args.world_size,
+        },
+    }
+    merged = common.finish(trainer, processor, cfg, out, info, log)
+    return common.TrainResult(
+        out=out,
+        resumed_from=resumed_from,
+        global_step=trainer.state.global_step,
+        train_loss=result.training_loss,
+        samples=len(rows),
+        dropped_long=len(dropped),
+        merged=merged,
+        info=info,
+    )

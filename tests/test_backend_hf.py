@@ -87,6 +87,16 @@ def test_batched_equals_unbatched(
     assert len({c.text for c in single}) > 1
 
 
+def test_attention_option_reaches_the_model(tiny_qwen2vl_dir: Path, tiny_instruct_dir: Path) -> None:
+    # eager attention is the documented route to batch-invariant half-precision answers.
+    backend = _load(tiny_qwen2vl_dir, attn_implementation="eager", batch_size=4)
+    info = backend.describe()
+    assert info["attn_implementation"] == "eager" and info["batch_size"] == 4
+    reqs = _requests(tiny_instruct_dir, 3)
+    default = _load(tiny_qwen2vl_dir)
+    assert [c.text for c in backend.generate(reqs, GEN)] == [c.text for c in default.generate(reqs, GEN)]
+
+
 def test_bad_request_fails_alone(tiny_qwen2vl_dir: Path, tiny_instruct_dir: Path, tmp_path: Path) -> None:
     backend = _load(tiny_qwen2vl_dir)
     good = _requests(tiny_instruct_dir, 2)
@@ -175,10 +185,10 @@ def test_trust_remote_code_is_off_unless_asked(
     load_backend(f"hf:{ckpt}")
     load_backend(f"hf:{ckpt}", trust_remote_code="true")
     assert seen == [
-        ("AutoModelForImageTextToText", False),
         ("AutoProcessor", False),
-        ("AutoModelForImageTextToText", True),
+        ("AutoModelForImageTextToText", False),
         ("AutoProcessor", True),
+        ("AutoModelForImageTextToText", True),
     ]
 
 

@@ -276,6 +276,7 @@ def test_constrained_choices(server: FakeServer, image: Path) -> None:
 
 def test_unconstrained_by_default(server: FakeServer, image: Path) -> None:
     backend = _backend(server)
+    assert backend.describe()["constrained"] is None  # not known before a call
     backend.generate([_request("m", "pick", image, choices=["a", "b"])], GenerationConfig())
     assert "structured_outputs" not in server.bodies[0]
     assert backend.describe()["constrained"] is False

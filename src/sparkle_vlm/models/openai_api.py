@@ -13,7 +13,8 @@ library's HTTP client from a bounded thread pool, so no extra dependency is need
 - Constrained answers: with ``GenerationConfig.constrained`` and a record with ``choices``, the
   body carries ``structured_outputs: {"choice": ["A", "B", ...]}`` (vLLM >= 0.12). Servers
   silently drop fields they do not know, so every constrained answer is checked against the
-  allowed letters and violations are counted in :meth:`describe`.
+  allowed letters: violations are counted in :meth:`describe` (call it after generating) and
+  flagged per answer in ``Completion.usage["constraint_violation"]``.
 - Failures: 429, 5xx, timeouts and connection errors are retried with exponential backoff and
   full jitter, honouring ``Retry-After``; other errors fail at once. A request that still fails
   returns ``Completion(text="", error=...)`` so the runner can record and retry it.
@@ -167,7 +168,8 @@ class OpenAIBackend(Backend):
         self._jitter = random.Random()
         self._lock = threading.Lock()
         self._images: OrderedDict[str, str] = OrderedDict()
-        self.constrained = False
+        # None until the first generate call tells us (GenerationConfig carries the setting).
+        self.constrained: bool | None = None
         self.constrained_requests = 0
         self.constraint_violations = 0
 
@@ -361,7 +363,7 @@ class OpenAIBackend(Backend):
     # -- Backend --------------------------------------------------------------------------------
 
     def generate(self, requests: list[Request], config: GenerationConfig) -> list[Completion]:
-        self.constrained = self.constrained or config.constrained
+        self.constrained = bool(self.constrained) or config.constrained
         futures = [self._pool.submit(self._one, r, config) for r in requests]
         return [f.result() for f in futures]
 
@@ -378,7 +380,8 @@ class OpenAIBackend(Backend):
             "image_format": "png",
             "extra_body_keys": sorted(self.extra_body),
             "constrained": self.constrained,
-            "structured_outputs": "choice" if self.constrained else None,
+            # How constrained requests are sent; whether they were is "constrained" (None = no call yet).
+            "structured_outputs": "choice (vLLM >= 0.12), for records with choices",
             "constrained_requests": self.constrained_requests,
             "constraint_violations": self.constraint_violations,
         }

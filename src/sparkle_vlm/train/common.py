@@ -148,7 +148,9 @@ def load_processor(cfg: TrainConfig) -> Any:
     from transformers import AutoProcessor
 
     try:
-        processor = AutoProcessor.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        processor = AutoProcessor.from_pretrained(
+            cfg.model, trust_remote_code=cfg.trust_remote_code, **(cfg.processor_kwargs or {})
+        )
     except OSError as exc:
         raise SparkleError(f"--model: cannot load a processor from {cfg.model!r}: {exc}") from None
     except ValueError as exc:
@@ -262,7 +264,8 @@ def trainer_args(cfg: TrainConfig, rt: Runtime, out: Path) -> dict[str, Any]:
         "bf16": rt.bf16,
         "fp16": False,
         "use_cpu": not rt.cuda,
-        "gradient_checkpointing": rt.gradient_checkpointing,
+        # transformers 5 renamed gradient_checkpointing; TRL still defaults the old name to True
+        "activation_checkpointing": rt.gradient_checkpointing,
         "logging_steps": cfg.logging_steps,
         "save_strategy": "steps",
         "save_steps": cfg.save_steps,
@@ -274,7 +277,7 @@ def trainer_args(cfg: TrainConfig, rt: Runtime, out: Path) -> dict[str, Any]:
         "deepspeed": cfg.deepspeed_path(),
     }
     if rt.gradient_checkpointing:
-        args["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+        args["activation_checkpointing_kwargs"] = {"use_reentrant": False}
     return args
 
 

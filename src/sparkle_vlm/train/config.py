@@ -97,6 +97,9 @@ class TrainConfig:
     # data
     min_pixels: int | None = None  # Qwen-style processors: lower bound on image pixels
     max_pixels: int | None = None  # Qwen-style processors: upper bound on image pixels (bounds image tokens)
+    # other families' image-size options, passed to AutoProcessor.from_pretrained, e.g.
+    # {do_image_splitting: false} (SmolVLM) or {max_patches: 6} (InternVL)
+    processor_kwargs: dict[str, Any] | None = None
     max_tokens: int | None = 4096  # samples longer than this (text + image tokens) are dropped, with a count
     max_samples: int | None = None  # use only the first N records after shuffling (quick runs)
     shuffle: bool = True
@@ -270,6 +273,8 @@ def _type_ok(value: Any, annotation: Any) -> bool:
         return any(_type_ok(value, a) for a in typing.get_args(annotation))
     if annotation is type(None):
         return value is None
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
     if origin is list:
         (inner,) = typing.get_args(annotation)
         return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
@@ -282,6 +287,12 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     if annotation is str:
         return isinstance(value, str)
     return isinstance(value, annotation)
+
+
+def _wants_float(annotation: Any) -> bool:
+    """Whether a field holds floats (so a YAML ``2`` becomes ``2.0``)."""
+    args = typing.get_args(annotation) or (annotation,)
+    return float in args and int not in args
 
 
 def _type_name(annotation: Any) -> str:
@@ -303,14 +314,9 @@ def build_config(method: str, values: dict[str, Any]) -> TrainConfig:
             close = difflib.get_close_matches(key, sorted(fields), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(key, f"not an option of {method} training{hint}")
-        if isinstance(value, str) and hints[key] is list[str]:
+        if isinstance(value, str) and typing.get_origin(hints[key]) is list:
             value = [value]
-        if (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and _type_ok(1.0, hints[key])
-            and not _type_ok(1, hints[key])
-        ):
+        if isinstance(value, int) and not isinstance(value, bool) and _wants_float(hints[key]):
             value = float(value)
         if not _type_ok(value, hints[key]):
             raise ConfigError(key, f"expected {_type_name(hints[key])}, got {value!r}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparkle_vlm.errors import ConfigError
+from sparkle_vlm.errors import ConfigError, SparkleError
 from sparkle_vlm.train import common
 from sparkle_vlm.train import data as D
 from sparkle_vlm.train.config import GRPOTrainConfig
@@ -33,9 +33,11 @@ def train_grpo(
     cfg.validate()
     out, done = common.check_out(cfg)
     records, sources = D.load_records(cfg.data)
-    if done is not None and done.get("data_sha256") == D.data_hash(sources):
-        log(f"{out}: already trained ({done['train'].get('global_step')} steps); nothing to do")
-        return common.result_from(done, out)
+    if done is not None:
+        if done.get("data_sha256") == D.data_hash(sources):
+            log(f"{out}: already trained ({done['train'].get('global_step')} steps); nothing to do")
+            return common.result_from(done, out)
+        raise SparkleError(f"--out: {out} holds a finished run trained on other data; choose another folder")
 
     if cfg.curriculum:
         records = D.curriculum(records, cfg.seed)

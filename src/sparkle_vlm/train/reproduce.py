@@ -5,7 +5,9 @@ Stages (each writes ``OUT/stages/<stage>.json`` when done and is skipped on re-r
 1. ``data-instruct`` (+ ``data-<ablation>`` with ``--ablations``): Sparkle-Instruct training sets.
 2. ``data-composite`` (``--composite-baseline``): the reviewers' baseline data, SPP + TSP training
    records as many as Sparkle-Instruct has, checked against every test instance (no leaks).
-3. ``eval-baseline``: the base model on the ``paper`` suite (basic MCQ, SPP 4x4/5x5, TSP).
+3. ``processor`` then ``eval-baseline``: the processor as configured for training (pixel bounds,
+   tiling) is saved once and used by every evaluation; then the base model on the ``paper`` suite
+   (basic MCQ, SPP 4x4/5x5, TSP).
 4. ``sft-<name>``: LoRA (or full) SFT of the base model on each training set.
 5. ``eval-<name>``: each fine-tuned model on the same test data.
 6. ``report``: the paper-layout table with deltas, 95% intervals and paired significance.
@@ -16,6 +18,7 @@ Layout of ``OUT``::
     stages/*.json           done-markers
     data/<name>/            training sets (dataset folders)
     eval-data/              the test sets, generated once and shared by every evaluation
+    processor/              the processor every evaluation uses
     train/<name>/           adapters + processor + sparkle_train.json
     eval/<name>/            evaluation runs (sparkle eval folders)
     report/                 baseline vs Sparkle-Instruct (sparkle report: deltas, CIs, McNemar)
@@ -332,9 +335,8 @@ def _link(src: Path, dst: Path) -> None:
 # ----------------------------------------------------------------------------- train / eval
 
 
-def _sft(rc: ReproduceConfig, data: Path, out: Path, log: Log) -> dict[str, Any]:
-    from sparkle_vlm.train.config import SFTTrainConfig, load_config
-    from sparkle_vlm.train.sft import train_sft
+def _sft_config(rc: ReproduceConfig, data: Path, out: Path) -> Any:
+    from sparkle_vlm.train.config import load_config
 
     overrides: dict[str, Any] = {}
     if rc.toy:
@@ -343,8 +345,13 @@ def _sft(rc: ReproduceConfig, data: Path, out: Path, log: Log) -> dict[str, Any]
     overrides.update(
         model=rc.model, data=[str(data)], out=str(out), trust_remote_code=rc.trust_remote_code, seed=rc.seed
     )
-    cfg = load_config("sft", rc.config, overrides)
-    assert isinstance(cfg, SFTTrainConfig), "load_config('sft') builds SFT configs"
+    return load_config("sft", rc.config, overrides)
+
+
+def _sft(rc: ReproduceConfig, data: Path, out: Path, log: Log) -> dict[str, Any]:
+    from sparkle_vlm.train.sft import train_sft
+
+    cfg = _sft_config(rc, data, out)
     res = train_sft(cfg, log=log)
     _free_memory()
     return {
@@ -357,12 +364,25 @@ def _sft(rc: ReproduceConfig, data: Path, out: Path, log: Log) -> dict[str, Any]
     }
 
 
+def _save_processor(rc: ReproduceConfig, out: Path) -> dict[str, Any]:
+    """The processor with the training config's image settings, shared by every evaluation.
+
+    Base and fine-tuned models then see identically processed images (pixel bounds, tiling),
+    the same ones training used.
+    """
+    from sparkle_vlm.train.common import load_processor
+
+    cfg = _sft_config(rc, rc.out / "data" / "instruct", rc.out / "train" / "instruct")
+    load_processor(cfg).save_pretrained(str(out))
+    return {"path": str(out)}
+
+
 def _eval(
     rc: ReproduceConfig, out: Path, adapter: str | None, full_model: str | None, log: Log
 ) -> dict[str, Any]:
     from sparkle_vlm.eval.runner import EvalConfig, run_eval
 
-    options = dict(rc.model_options)
+    options = {"processor": str(rc.out / "processor"), **rc.model_options}
     if rc.trust_remote_code:
         options["trust_remote_code"] = True
     model = f"hf:{full_model or rc.model}"
@@ -563,7 +583,8 @@ def reproduce(rc: ReproduceConfig, log: Log = stderr_log) -> dict[str, Any]:
             "data-composite", composite, {"records": target, "seed": rc.seed, "eval_seed": rc.eval_seed}
         )
 
-    # 3. baseline evaluation
+    # 3. baseline evaluation (every evaluation uses the processor configured for training)
+    stages.run("processor", lambda: _save_processor(rc, out / "processor"))
     stages.run("eval-baseline", lambda: _eval(rc, out / "eval" / "baseline", None, None, log))
 
     # 4-5. fine-tune and evaluate each arm

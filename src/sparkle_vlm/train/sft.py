@@ -18,24 +18,43 @@ newest checkpoint -> save adapter/model + processor (+ merged model) -> ``sparkl
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from sparkle_vlm.errors import ConfigError, SparkleError
 from sparkle_vlm.train import common
 from sparkle_vlm.train import data as D
 from sparkle_vlm.train.config import SFTTrainConfig
 
 
-def train_sft(
-    cfg: SFTTrainConfig, *, callbacks: list[Any] | None = None, log: common.Log = common.stderr_log
-) -> common.TrainResult:
-    """Run (or resume, or skip when already finished) one SFT run described by ``cfg``."""
-    cfg.validate()
-    out, done = common.check_out(cfg)
-    records, sources = D.load_records(cfg.data)
-    if done is not None and done.get("data_sha256") == D.data_hash(sources):
-        log(f"{out}: already trained ({done['train'].get('global_step')} steps); nothing to do")
-        return common.result_from(done, out)
+@dataclass
+class SFTSetup:
+    """Everything built before training starts (exposed so tests can inspect batches)."""
 
+    out: Path
+    trainer: Any
+    processor: Any
+    dataset: Any
+    rows: list[dict[str, Any]]
+    dropped: list[str]
+    lengths: list[int]
+    records: int
+    sources: list[D.Source]
+    runtime: common.Runtime
+    lora_info: dict[str, Any] = field(default_factory=dict)
+    batch_info: dict[str, int] = field(default_factory=dict)
+
+
+def prepare_sft(
+    cfg: SFTTrainConfig, *, callbacks: list[Any] | None = None, log: common.Log = common.stderr_log
+) -> SFTSetup:
+    """Load data, processor and model, and build the ``SFTTrainer`` (no training yet)."""
+    cfg.validate()
+    from sparkle_vlm.fsutil import check_writable_dir
+
+    out = check_writable_dir(cfg.out)
+    records, sources = D.load_records(cfg.data)
     rows = D.sft_rows(records)
     if cfg.shuffle:
         rows = D.shuffled(rows, cfg.seed)
@@ -52,8 +71,6 @@ def train_sft(
             f"(first: {dropped[0]})"
         )
     if not rows:
-        from sparkle_vlm.errors import ConfigError
-
         raise ConfigError(
             "max_tokens",
             f"every sample is longer than {cfg.max_tokens} tokens "
@@ -87,25 +104,56 @@ def train_sft(
         callbacks=callbacks,
     )
     batch_info = common.preflight(trainer.data_collator, [dataset[0]], cfg.model)
+    return SFTSetup(
+        out,
+        trainer,
+        processor,
+        dataset,
+        rows,
+        dropped,
+        lengths,
+        len(records),
+        sources,
+        rt,
+        lora_info,
+        batch_info,
+    )
 
+
+def train_sft(
+    cfg: SFTTrainConfig, *, callbacks: list[Any] | None = None, log: common.Log = common.stderr_log
+) -> common.TrainResult:
+    """Run (or resume, or skip when already finished) one SFT run described by ``cfg``."""
+    cfg.validate()
+    out, done = common.check_out(cfg)
+    if done is not None:
+        _, sources = D.load_records(cfg.data)
+        if done.get("data_sha256") == D.data_hash(sources):
+            log(f"{out}: already trained ({done['train'].get('global_step')} steps); nothing to do")
+            return common.result_from(done, out)
+        raise SparkleError(f"--out: {out} holds a finished run trained on other data; choose another folder")
+
+    setup = prepare_sft(cfg, callbacks=callbacks, log=log)
+    trainer = setup.trainer
     ckpt = common.latest_checkpoint(out) if cfg.resume else None
     resumed_from = ckpt.name if ckpt else None
     if ckpt is not None:
         log(f"resuming from {ckpt.name}")
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
 
+    rt = setup.runtime
     info = {
-        "data": [s.to_dict() for s in sources],
-        "data_sha256": D.data_hash(sources),
+        "data": [s.to_dict() for s in setup.sources],
+        "data_sha256": D.data_hash(setup.sources),
         "samples": {
-            "records": len(records),
-            "used": len(rows),
-            "dropped_long": len(dropped),
+            "records": setup.records,
+            "used": len(setup.rows),
+            "dropped_long": len(setup.dropped),
             "max_tokens": cfg.max_tokens,
-            "length": D.length_stats(lengths),
+            "length": D.length_stats(setup.lengths),
         },
-        "lora_targets": lora_info,
-        "preflight": batch_info,
+        "lora_targets": setup.lora_info,
+        "preflight": setup.batch_info,
         "resumed_from": resumed_from,
         "train": {
             "global_step": trainer.state.global_step,
@@ -119,14 +167,14 @@ def train_sft(
             "world_size": trainer.args.world_size,
         },
     }
-    merged = common.finish(trainer, processor, cfg, out, info, log)
+    merged = common.finish(trainer, setup.processor, cfg, out, info, log)
     return common.TrainResult(
         out=out,
         resumed_from=resumed_from,
         global_step=trainer.state.global_step,
         train_loss=result.training_loss,
-        samples=len(rows),
-        dropped_long=len(dropped),
+        samples=len(setup.rows),
+        dropped_long=len(setup.dropped),
         merged=merged,
         info=info,
     )

@@ -50,5 +50,11 @@ _add(
     "basic_mcq",
     "Basic MCQ test set: 200 images (3 + 2 distractors), direction/distance/localization",
 )
+_add(
+    "basic-test-text",
+    "basic_mcq",
+    "Text twin of the basic test set: the scene stated in words, same questions and answers",
+    modality="text",
+)
 _add("spp", "spp", "Shortest path on an n x n grid (default 4x4, 200 instances)")
 _add("tsp", "tsp", "Open travelling salesman path over 5 labelled points (200 instances)")

@@ -72,9 +72,10 @@ class InstructTask(Task):
 
     def tag(self, config: TaskConfig) -> str:
         assert isinstance(config, InstructConfig)
+        base = "instruct" if config.focus == "all" else f"instruct-{config.focus}"
         if not config.numbers:
-            return "instruct-no-numbers"
-        return "instruct" if config.focus == "all" else f"instruct-{config.focus}"
+            base = "instruct-no-numbers"
+        return base + ("-4way" if config.ways == 4 else "")
 
     def render(self, scene: dict[str, Any], size: int):
         return render_points(scene, size)

@@ -68,7 +68,7 @@ class Backend(ABC):
         """Model identity and settings for result files (no secrets)."""
         return {"backend": self.name}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, not every backend holds resources
         """Release resources (threads, GPU memory)."""
 
 
@@ -82,7 +82,9 @@ def load_backend(model: str, **options: Any) -> Backend:
     """Build a backend from ``BACKEND:SPEC`` (e.g. ``hf:/path/to/ckpt``)."""
     name, sep, spec = model.partition(":")
     if not sep:
-        raise SparkleError(f"--model: expected BACKEND:SPEC (backends: {', '.join(BACKENDS.names())}), got {model!r}")
+        raise SparkleError(
+            f"--model: expected BACKEND:SPEC (backends: {', '.join(BACKENDS.names())}), got {model!r}"
+        )
     target = BACKENDS.get(name)
     module, _, attr = target.partition(":")
     factory: BackendFactory = getattr(importlib.import_module(module), attr)

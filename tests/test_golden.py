@@ -23,7 +23,7 @@ HERE = Path(__file__).parent / "golden"
 @pytest.mark.parametrize("suite", SUITES.names())
 def test_golden(suite: str) -> None:
     path = HERE / f"{suite}.jsonl"
-    assert path.exists(), f"missing golden file; run python tests/golden/regen.py"
+    assert path.exists(), "missing golden file; run python tests/golden/regen.py"
     want = path.read_text(encoding="utf-8").splitlines()
     got = golden_lines(suite)
     if want[0] == got[0]:

@@ -36,7 +36,9 @@ def _variants() -> list[tuple[str, dict]]:
 VARIANTS = _variants()
 
 
-@pytest.mark.parametrize("name, over", VARIANTS, ids=[f"{n}-{'-'.join(map(str, o.values()))}" for n, o in VARIANTS])
+@pytest.mark.parametrize(
+    "name, over", VARIANTS, ids=[f"{n}-{'-'.join(map(str, o.values()))}" for n, o in VARIANTS]
+)
 def test_task_contract(name: str, over: dict) -> None:
     task = get_task(name)
     assert isinstance(task.version, int) and task.version >= 1

@@ -25,7 +25,7 @@ def test_composite_training_data_has_answers_and_no_test_instance(tmp_path: Path
     records = read_jsonl(str(tmp_path / "composite" / "data.jsonl"))
     assert len(records) == 12 == manifest["counts"]["records"]
     assert [r["task"] for r in records].count("tsp") == 6  # half TSP, half SPP
-    test_sigs, test_ids, _ = R.test_instances(0)
+    test_sigs, test_ids, _ = R.held_out_instances(0)
     for rec in records:
         assert rec["split"] == "train" and response_text(rec) == rec["answer"]
         assert R.scene_signature(rec) not in test_sigs and rec["id"] not in test_ids

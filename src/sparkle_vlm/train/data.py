@@ -163,11 +163,12 @@ def shuffled(rows: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
 def difficulty_key(record: dict[str, Any]) -> tuple[float, ...]:
     """Sort key for curricula: ``meta["difficulty"]`` as a tuple of numbers (missing: easiest).
 
-    Numbers sort as themselves; a mapping sorts by its numeric values in key order; a list by
-    its numbers; the words easy/medium/hard by rank.
+    Numbers sort as themselves; a mapping by its numeric values in the order the task wrote them
+    (most significant first, e.g. SPP: grid, obstacles, blocked, ...; booleans count as 0/1); a
+    list by its numbers; the words easy/medium/hard by rank.
 
-    >>> difficulty_key({"meta": {"difficulty": {"grid": 5, "length": 3}}})
-    (5.0, 3.0)
+    >>> difficulty_key({"meta": {"difficulty": {"grid": 5, "weighted": True, "length": 3}}})
+    (5.0, 1.0, 3.0)
     >>> difficulty_key({"meta": {}})
     (0.0,)
     """
@@ -180,9 +181,9 @@ def difficulty_key(record: dict[str, Any]) -> tuple[float, ...]:
     if isinstance(d, str):
         return (words.get(d.lower(), 0.0),)
     if isinstance(d, dict):
-        d = [d[k] for k in sorted(d)]
+        d = list(d.values())
     if isinstance(d, (list, tuple)):
-        out = tuple(float(v) for v in d if isinstance(v, (int, float)) and not isinstance(v, bool))
+        out = tuple(float(v) for v in d if isinstance(v, (int, float)))
         return out or (0.0,)
     return (0.0,)
 

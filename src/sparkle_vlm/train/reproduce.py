@@ -203,7 +203,7 @@ def scene_signature(record: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def test_instances(eval_seed: int, suite: str = SUITE) -> tuple[set[str], set[str], int]:
+def held_out_instances(eval_seed: int, suite: str = SUITE) -> tuple[set[str], set[str], int]:
     """(scene signatures, ids, count) of every composite test record of ``suite`` at full size.
 
     Records are pure functions of (config, seed, index), so no image is rendered here.
@@ -250,7 +250,7 @@ def build_composite(
     """Write the composite baseline training set (``n_records`` records) to ``out``; returns its manifest."""
     from sparkle_vlm.records import dumps, read_jsonl
 
-    test_sigs, test_ids, n_test = test_instances(eval_seed)
+    test_sigs, test_ids, n_test = held_out_instances(eval_seed)
     parts_dir = out.parent / f"{out.name}-parts"
     comp_seed = seed + COMPOSITE_SEED_OFFSET
     counts = _split_counts(n_records, [share for *_, share in COMPOSITE_PARTS])

@@ -34,6 +34,12 @@ MERGED_DIR = "merged"
 Log = Callable[[str], None]
 
 
+def _first_line(exc: BaseException) -> str:
+    """Library errors often span lines; CLI errors are one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def stderr_log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -152,14 +158,18 @@ def load_processor(cfg: TrainConfig) -> Any:
             cfg.model, trust_remote_code=cfg.trust_remote_code, **(cfg.processor_kwargs or {})
         )
     except OSError as exc:
-        raise SparkleError(f"--model: cannot load a processor from {cfg.model!r}: {exc}") from None
+        raise SparkleError(
+            f"--model: cannot load a processor from {cfg.model!r}: {_first_line(exc)}"
+        ) from None
     except ValueError as exc:
         if "trust_remote_code" in str(exc) and not cfg.trust_remote_code:
             raise SparkleError(
                 f"--model: {cfg.model} ships its own code; pass --trust-remote-code "
                 "if you trust it (see docs/training.md)"
             ) from None
-        raise SparkleError(f"--model: cannot load a processor from {cfg.model!r}: {exc}") from None
+        raise SparkleError(
+            f"--model: cannot load a processor from {cfg.model!r}: {_first_line(exc)}"
+        ) from None
     if getattr(processor, "image_processor", None) is None:
         raise SparkleError(
             f"--model: {cfg.model} has no image processor (AutoProcessor gave "
@@ -194,16 +204,16 @@ def load_model(cfg: TrainConfig, rt: Runtime) -> Any:
                     f"--model: {cfg.model} ships its own code; pass --trust-remote-code if you trust it"
                 ) from None
             raise SparkleError(
-                f"--model: {cfg.model} is not an image-text-to-text model transformers knows: {exc}"
+                f"--model: {cfg.model} is not an image-text-to-text model transformers knows: {_first_line(exc)}"
             ) from None
         from transformers import AutoModelForCausalLM
 
         try:
             return AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
         except ValueError as exc2:
-            raise SparkleError(f"--model: cannot load {cfg.model}: {exc2}") from None
+            raise SparkleError(f"--model: cannot load {cfg.model}: {_first_line(exc2)}") from None
     except OSError as exc:
-        raise SparkleError(f"--model: cannot load weights from {cfg.model!r}: {exc}") from None
+        raise SparkleError(f"--model: cannot load weights from {cfg.model!r}: {_first_line(exc)}") from None
 
 
 def lora_modules(model: Any, cfg: TrainConfig) -> tuple[str, list[str]]:
@@ -331,7 +341,7 @@ def preflight(collator: Any, rows: list[Any], model_name: str) -> dict[str, int]
     except Exception as exc:
         raise SparkleError(
             f"--model: {model_name}: its processor cannot build image+text training batches "
-            f"({type(exc).__name__}: {exc})"
+            f"({type(exc).__name__}: {_first_line(exc)})"
         ) from None
     labels = batch["labels"]
     supervised = int((labels != -100).sum())

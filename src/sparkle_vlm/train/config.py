@@ -330,7 +330,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise SparkleError(f"--config: {path} is not valid YAML: {exc}") from None
+        raise SparkleError(
+            f"--config: {path} is not valid YAML: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -245,7 +245,7 @@ def _image_extra_tokens(processor: Any, text: str, image_paths: list[str], text_
         enc = processor(text=[text], images=[images], add_special_tokens=False)
     except Exception as exc:
         raise SparkleError(
-            f"the processor cannot encode the training images ({type(exc).__name__}: {exc})"
+            f"the processor cannot encode the training images ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r})"
         ) from None
     return max(0, len(enc["input_ids"][0]) - text_len)
 

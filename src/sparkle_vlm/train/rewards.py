@@ -107,12 +107,25 @@ def format_ok(record: dict[str, Any], text: str, verdict: Verdict | None = None)
 
 
 def accuracy_reward(completions: list[Any], record: list[Any], **kwargs: Any) -> list[float]:
-    """Graded correctness of each completion against its canonical record (see :func:`graded`)."""
+    """Graded correctness of each completion against its canonical record (see :func:`graded`).
+
+    >>> rec = json.dumps({"id": "q", "answer_type": "direction", "answer": "left", "choices": None,
+    ...                   "messages": [{"role": "user", "content": "Which direction?"}]})
+    >>> accuracy_reward([[{"role": "assistant", "content": "left"}], [{"role": "assistant", "content": "top"}]],
+    ...                 record=[rec, rec])
+    [1.0, 0.0]
+    """
     return [graded(score(as_record(r), completion_text(c))) for c, r in zip(completions, record, strict=True)]
 
 
 def format_reward(completions: list[Any], record: list[Any], **kwargs: Any) -> list[float]:
-    """1.0 for answers in the requested form (see :func:`format_ok`), else 0.0."""
+    """1.0 for answers in the requested form (see :func:`format_ok`), else 0.0.
+
+    >>> rec = json.dumps({"id": "q", "answer_type": "mcq", "answer": "B", "choices": ["left", "right"],
+    ...     "messages": [{"role": "user", "content": "Options: A. left, B. right\\nAnswer in \\\\boxed{option}."}]})
+    >>> format_reward(["\\\\boxed{A}", "B"], record=[rec, rec])
+    [1.0, 0.0]
+    """
     out = []
     for c, r in zip(completions, record, strict=True):
         out.append(1.0 if format_ok(as_record(r), completion_text(c)) else 0.0)

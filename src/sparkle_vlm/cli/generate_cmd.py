@@ -8,23 +8,8 @@ from typing import Any
 
 import typer
 
+from sparkle_vlm.cli.eval_cmd import parse_options
 from sparkle_vlm.errors import SparkleError
-
-
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs, values read as JSON when they parse (``3``, ``true``, ``0.2``), else text."""
-    import json
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SparkleError(f"--set: expected key=value, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -68,7 +53,7 @@ def register(app: typer.Typer) -> None:
         for key, value in flags.items():
             if value is not None:
                 overrides[key] = value
-        overrides.update(parse_set(set_))
+        overrides.update(parse_options(set_, "--set"))
         try:
             config = task.make_config(**overrides)
         except SparkleError as exc:

@@ -7,13 +7,13 @@ from typing import Any
 
 import typer
 
-from sparkle_vlm.cli.generate_cmd import parse_set
+from sparkle_vlm.cli.eval_cmd import parse_options
 from sparkle_vlm.errors import SparkleError
 
 
 def _pairs(items: list[str], option: str) -> dict[str, Any]:
     try:
-        return parse_set(items)
+        return parse_options(items, "--set")
     except SparkleError as exc:
         raise SparkleError(str(exc).replace("--set", option, 1)) from None
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from sparkle_vlm.cli.generate_cmd import parse_set
+from sparkle_vlm.cli.eval_cmd import parse_options
 
 train_app = typer.Typer(
     help="Fine-tune a VLM on Sparkle data (TRL SFT or GRPO, LoRA or full).", no_args_is_help=True
@@ -73,7 +73,7 @@ def _common_overrides(
         "save_steps": save_steps,
         "deepspeed": deepspeed,
     }
-    values.update(parse_set(set_))
+    values.update(parse_options(set_, "--set"))
     return values
 
 

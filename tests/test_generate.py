@@ -182,3 +182,13 @@ def test_cli_generate_and_tasks(tmp_path: Path, capsys) -> None:
     listing = json.loads(capsys.readouterr().out)
     assert {"instruct", "basic_mcq"} <= {t["task"] for t in listing["tasks"]}
     assert "instruct-no-numbers" in {s["suite"] for s in listing["suites"]}
+
+
+def test_basic_practice_data_never_shows_test_scenes() -> None:
+    task = get_task("basic_mcq")
+    test_cfg, train_cfg = task.make_config(n=200), task.make_config(n=400, split="train")
+    test = {tuple((n["x"], n["y"]) for n in task.sample(test_cfg, 0, i).scene["nodes"]) for i in range(200)}
+    for i in range(400):
+        s = task.sample(train_cfg, 0, i)
+        assert tuple((n["x"], n["y"]) for n in s.scene["nodes"]) not in test
+        assert all(r["split"] == "train" and r["messages"][-1]["role"] == "assistant" for r in s.records)

@@ -30,6 +30,8 @@ def _variants() -> list[tuple[str, dict]]:
         out.append((name, {"n": 6}))
         if "modality" in fields:
             out.append((name, {"n": 6, "modality": "text"}))
+        if "split" in fields:
+            out.append((name, {"n": 6, "split": "train"}))
     return out
 
 

@@ -53,7 +53,7 @@ def identity(suite: str | None, task: Task, config: TaskConfig, seed: int) -> di
         "suite": suite,
         "task": task.id,
         "task_version": task.version,
-        "split": task.split,
+        "split": task.split_of(config),
         "seed": seed,
         "config": config.to_dict(),
     }

@@ -56,5 +56,11 @@ _add(
     "Text twin of the basic test set: the scene stated in words, same questions and answers",
     modality="text",
 )
+_add(
+    "basic-train",
+    "basic_mcq",
+    "Practice data in the basic test format (answers included; scenes disjoint from the test set)",
+    split="train",
+)
 _add("spp", "spp", "Shortest path on an n x n grid (default 4x4, 200 instances)")
 _add("tsp", "tsp", "Open travelling salesman path over 5 labelled points (200 instances)")

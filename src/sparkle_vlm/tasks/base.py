@@ -84,8 +84,12 @@ class Task(ABC):
         """The prefix of record ids and image names; variants that may be mixed must differ."""
         return self.id
 
+    def split_of(self, config: TaskConfig) -> str:
+        """The split a config produces (tasks with a ``split`` option override the default)."""
+        return str(getattr(config, "split", self.split))
+
     def image_for(self, config: TaskConfig, seed: int, index: int) -> str:
-        return image_path(self.tag(config), self.split, seed, index)
+        return image_path(self.tag(config), self.split_of(config), seed, index)
 
     @abstractmethod
     def sample(self, config: TaskConfig, seed: int, index: int) -> Sample:

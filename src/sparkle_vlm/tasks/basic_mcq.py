@@ -49,12 +49,14 @@ class BasicMCQConfig(TaskConfig):
     """Basic test set options.
 
     ``ways`` is 8 (the paper's direction labels) or 4 (quadrants); ``modality`` is "image" or
-    "text" (the text twin: scene coordinates in the prompt, no image).
+    "text" (the text twin: scene coordinates in the prompt, no image). ``split="train"`` makes
+    practice data in the test format: scenes from a disjoint seed stream, answers included.
     """
 
     n: int = 200
     ways: int = 8
     modality: str = "image"
+    split: str = "test"
 
     def validate(self) -> None:
         super().validate()
@@ -62,6 +64,8 @@ class BasicMCQConfig(TaskConfig):
             raise ConfigError("ways", f"must be 4 or 8, got {self.ways!r}")
         if self.modality not in MODALITIES:
             raise ConfigError("modality", f"must be one of {', '.join(MODALITIES)}, got {self.modality!r}")
+        if self.split not in ("test", "train"):
+            raise ConfigError("split", f"must be 'test' or 'train', got {self.split!r}")
 
 
 def pair_name(a: str, b: str) -> str:
@@ -98,7 +102,7 @@ class BasicMCQTask(Task):
     def tag(self, config: TaskConfig) -> str:
         if not isinstance(config, BasicMCQConfig):
             raise TypeError(f"expected BasicMCQConfig, got {type(config).__name__}")
-        tag = "basic-test" if config.ways == 8 else "basic-test-4way"
+        tag = f"basic-{config.split}" + ("" if config.ways == 8 else "-4way")
         return tag if config.modality == "image" else f"{tag}-text"
 
     def render(self, scene: dict[str, Any], size: int) -> Image.Image:
@@ -109,7 +113,8 @@ class BasicMCQTask(Task):
             raise TypeError(f"expected BasicMCQConfig, got {type(config).__name__}")
         # The stream depends on (task, split, seed, index) only: modality and ways never change
         # what is drawn, so the image set, its text twin and the 4-way variant share scenes.
-        rng = sample_rng(self.id, self.split, seed, index)
+        split = config.split
+        rng = sample_rng(self.id, split, seed, index)
         scene = sample_point_scene(rng, N_BASIC, N_DISTRACTORS)
         scene_d = scene.to_dict()
         basic = scene.basic
@@ -132,7 +137,7 @@ class BasicMCQTask(Task):
                     tag=tag,
                     task=task,
                     version=self.version,
-                    split=self.split,
+                    split=split,
                     seed=seed,
                     index=index,
                     q=len(records),
@@ -144,7 +149,7 @@ class BasicMCQTask(Task):
                     scene=scene_d,
                     query=query,
                     source=self.id,
-                    with_answer=False,
+                    with_answer=split == "train",
                     meta={"template": template, "modality": config.modality, "ways": config.ways},
                 )
             )

@@ -1,0 +1,28 @@
+"""``sparkle demo``: data, embedded model, evaluation, training, report, on a CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo(
+        out: Path = typer.Option(Path("demo-out"), "--out", help="Demo folder (re-running resumes)."),
+        quick: bool = typer.Option(False, "--quick", help="Toy sizes: seconds, for tests and smoke checks."),
+        size: str | None = typer.Option(
+            None, "--size", help="Embedded model size: tiny, small (default), base."
+        ),
+        steps: int | None = typer.Option(None, "--steps", help="SFT steps on Sparkle data (default 1800)."),
+        seed: int = typer.Option(0, "--seed", help="Data and model seed."),
+        workers: int | None = typer.Option(None, "--workers", help="Processes for data generation."),
+    ) -> None:
+        """Run the whole Sparkle loop with the embedded model and write a report."""
+        from sparkle_vlm.demo import plan_for, run_demo
+
+        page = run_demo(out, plan=plan_for(quick, size, steps), seed=seed, workers=workers)
+        typer.echo(page.read_text())
+        typer.echo(f"Demo summary: {page}")
+        typer.echo(f"Full report:  {page.parent / 'report' / 'report.html'}")

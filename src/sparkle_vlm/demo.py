@@ -45,7 +45,7 @@ class DemoPlan:
     transfer_records: int = 2000  # composite-task training records for the transfer experiment
     transfer_steps: int = 250
     transfer_lr: float = 5e-4
-    max_new_tokens: int = 64
+    max_new_tokens: int = 40  # fits the longest SPP 5x5 move list of the embedded tokenizer
     eval_batch_size: int = 32
 
     def estimate_minutes(self) -> float:

@@ -43,8 +43,13 @@ test-slow: venv
 test-all: lint typecheck
 	$(BIN)/python -m pytest --doctest-modules src/sparkle_vlm tests $(PYTEST_ARGS)
 
+# Throughput benchmarks; each prints one JSON line (numbers in the README's performance section).
 bench: venv
 	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/composite.py
+	$(BIN)/python benchmarks/export.py
+	$(BIN)/python benchmarks/eval_backends.py
+	$(BIN)/python benchmarks/train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-out

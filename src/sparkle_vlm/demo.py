@@ -127,9 +127,20 @@ def run_demo(
     plan: DemoPlan | None = None,
     seed: int = 0,
     workers: int | None = None,
+    threads: int | None = 1,
     log: Log = stderr_log,
 ) -> Path:
-    """Run (or resume) the demo into ``out``; returns the path of the demo summary page."""
+    """Run (or resume) the demo into ``out``; returns the path of the demo summary page.
+
+    ``threads`` caps torch's CPU threads (None: torch's default, all cores). The default is 1:
+    the small model's matrices are too small to gain much from a second thread, and next to any
+    other busy process 2 threads stall each other (measured on 2 cores: the untrained evaluation
+    took 170 s with 2 threads and 17 s with 1; training ran at ~0.2 vs ~4 steps/s).
+    """
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     from sparkle_vlm.train.reproduce import Stages, _generate, build_composite
 
     plan = plan or PLANS["full"]

@@ -18,11 +18,14 @@ def register(app: typer.Typer) -> None:
         steps: int | None = typer.Option(None, "--steps", help="SFT steps on Sparkle data (default 1800)."),
         seed: int = typer.Option(0, "--seed", help="Data and model seed."),
         workers: int | None = typer.Option(None, "--workers", help="Processes for data generation."),
+        threads: int = typer.Option(
+            1, "--threads", help="torch CPU threads (1 is fastest for the small model)."
+        ),
     ) -> None:
         """Run the whole Sparkle loop with the embedded model and write a report."""
         from sparkle_vlm.demo import plan_for, run_demo
 
-        page = run_demo(out, plan=plan_for(quick, size, steps), seed=seed, workers=workers)
+        page = run_demo(out, plan=plan_for(quick, size, steps), seed=seed, workers=workers, threads=threads)
         typer.echo(page.read_text())
         typer.echo(f"Demo summary: {page}")
         typer.echo(f"Full report:  {page.parent / 'report' / 'report.html'}")

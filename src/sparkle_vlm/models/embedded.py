@@ -1,0 +1,380 @@
+"""The embedded default model: a small LLaVA-architecture VLM built from scratch, offline.
+
+Nothing is downloaded: the tokenizer is trained in-process on the vocabulary of the Sparkle
+tasks, the image processor and the processor are assembled from their classes, and the weights
+are randomly initialised from a fixed seed. The result is an ordinary Hugging Face model folder
+(``config.json``, ``model.safetensors``, ``processor_config.json``, ``tokenizer.json``,
+``chat_template.jinja``, ...) that ``AutoModelForImageTextToText.from_pretrained`` and
+``AutoProcessor.from_pretrained`` load, so the ``hf`` evaluation backend and the TRL SFT path
+serve it like any hub checkpoint.
+
+Architecture: LLaVA = CLIP vision tower (ViT) -> 2-layer MLP projector -> Llama decoder. One
+size dial: ``tiny`` (tests, seconds), ``small`` (the CPU demo), ``base`` (GPU). See
+``docs/embedded-model.md`` for the training recipe and measured numbers.
+
+Build with ``build_embedded_model("small", "out/embedded-small")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sparkle_vlm.errors import ConfigError
+
+#: Chat-template markers. Role markers are special tokens so that role names never merge with text.
+PAD = "<pad>"
+UNK = "<unk>"
+EOS = "<|end|>"
+USER = "<|user|>"
+ASSISTANT = "<|assistant|>"
+SYSTEM = "<|system|>"
+IMAGE = "<image>"
+SPECIAL_TOKENS = (PAD, UNK, EOS, USER, ASSISTANT, SYSTEM, IMAGE)
+
+#: Labels the tasks draw (N1..N12 covers point scenes; grid labels beyond are split into N + digits).
+MAX_LABEL = 12
+
+#: Pieces the tokenizer sees before its BPE model: a node label, a word with its leading space,
+#: one digit, one punctuation mark, or a run of whitespace. Single digits keep numbers
+#: compositional ("4.37" -> 4 . 3 7); whole labels make "N3" one token the model can bind to pixels.
+PRETOKENIZE = r" ?N(?:1[0-2]|[1-9])(?![0-9])| ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]|\s+"
+
+#: Jinja chat template. Accepts string content or lists of parts; {% generation %} marks the
+#: assistant tokens for TRL's assistant-only loss. The EOS token closes every turn, so greedy
+#: generation stops at the end of an answer.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    + USER
+    + "{%- elif message['role'] == 'system' -%}"
+    + SYSTEM
+    + "{%- endif -%}"
+    "{%- if message['role'] == 'assistant' -%}" + ASSISTANT + "{%- generation -%}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}" + EOS + "{%- endgeneration -%}"
+    "{%- else -%}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' -%}"
+    + IMAGE
+    + "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}" + EOS + "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}" + ASSISTANT + "{%- endif -%}"
+)
+
+
+@dataclass(frozen=True)
+class EmbeddedSpec:
+    """Sizes of one embedded model. ``image_size / patch_size`` squared is the number of image tokens."""
+
+    image_size: int  # side (px) the processor resizes images to
+    patch_size: int  # ViT patch side (px)
+    vision_hidden: int
+    vision_layers: int
+    vision_heads: int
+    vision_mlp: int
+    text_hidden: int
+    text_layers: int
+    text_heads: int
+    text_mlp: int
+    max_positions: int = 2048
+
+    @property
+    def image_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first inconsistent field."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, int) or v <= 0:
+                raise ConfigError(f.name, f"must be a positive integer, got {v!r}")
+        if self.image_size % self.patch_size:
+            raise ConfigError(
+                "patch_size", f"must divide image_size {self.image_size}, got {self.patch_size}"
+            )
+        if self.vision_hidden % self.vision_heads:
+            raise ConfigError("vision_heads", f"must divide vision_hidden {self.vision_hidden}")
+        if self.text_hidden % self.text_heads:
+            raise ConfigError("text_heads", f"must divide text_hidden {self.text_hidden}")
+
+
+#: The size dial. ``small`` is the CPU demo model (recipe in docs/embedded-model.md).
+SIZES: dict[str, EmbeddedSpec] = {
+    "tiny": EmbeddedSpec(
+        image_size=56,
+        patch_size=14,
+        vision_hidden=32,
+        vision_layers=1,
+        vision_heads=2,
+        vision_mlp=64,
+        text_hidden=32,
+        text_layers=2,
+        text_heads=2,
+        text_mlp=64,
+        max_positions=1024,
+    ),
+    "small": EmbeddedSpec(
+        image_size=128,
+        patch_size=16,
+        vision_hidden=128,
+        vision_layers=3,
+        vision_heads=4,
+        vision_mlp=256,
+        text_hidden=128,
+        text_layers=3,
+        text_heads=4,
+        text_mlp=256,
+        max_positions=2048,
+    ),
+    "base": EmbeddedSpec(
+        image_size=224,
+        patch_size=14,
+        vision_hidden=384,
+        vision_layers=6,
+        vision_heads=6,
+        vision_mlp=1536,
+        text_hidden=512,
+        text_layers=8,
+        text_heads=8,
+        text_mlp=1536,
+        max_positions=4096,
+    ),
+}
+
+
+def spec_for(size: str, **overrides: Any) -> EmbeddedSpec:
+    """The spec of a named size, with field overrides (for experiments)."""
+    if size not in SIZES:
+        raise ConfigError("size", f"must be one of {', '.join(SIZES)}, got {size!r}")
+    fields = {f.name for f in dataclasses.fields(EmbeddedSpec)}
+    for key in overrides:
+        if key not in fields:
+            raise ConfigError(
+                key, f"not a field of the embedded model spec (fields: {', '.join(sorted(fields))})"
+            )
+    spec = dataclasses.replace(SIZES[size], **overrides)
+    spec.validate()
+    return spec
+
+
+# -- tokenizer ---------------------------------------------------------------------------------
+
+
+def vocabulary_corpus() -> list[str]:
+    """Every text the tasks write: all template strings plus labels, options, digits and markup.
+
+    The tokenizer is trained on this list, so each word of a task prompt or answer is one token.
+    """
+    from sparkle_vlm import geometry
+    from sparkle_vlm.tasks import templates
+
+    texts: list[str] = []
+
+    def collect(value: Any) -> None:
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, (tuple, list)):
+            for v in value:
+                collect(v)
+
+    for name in sorted(vars(templates)):
+        if name.isupper():
+            collect(getattr(templates, name))
+    labels = [f"N{i}" for i in range(1, MAX_LABEL + 1)]
+    names = sorted(set(geometry.DIRECTIONS_8) | set(geometry.REGIONS) | {"up", "down", "left", "right"})
+    letters = [chr(ord("A") + i) for i in range(26)]
+    texts += [
+        templates.options_text(list(geometry.DIRECTIONS_8)),
+        templates.options_text(list(geometry.REGIONS)),
+    ]
+    texts += [
+        " ".join(labels),
+        ", ".join(labels),
+        " ".join(names),
+        " " + " ".join(letters),
+        ", ".join(f"{x}. {n}" for x, n in zip(letters, names, strict=False)),
+        " ".join(f"{a} and {b}, {a} to {b}" for a in labels for b in labels if a != b),
+        "0 1 2 3 4 5 6 7 8 9 0123456789 (0.5, 9.25) [1, 2] {'up': 1} \"N1\" \\boxed{A} - + * / = < > ? ! ; : _ # % & @ ^ ` | ~",
+        "Answer: the shortest path is ['up', 'down', 'left', 'right'] from start to end, in a grid graph.",
+        "Given an image containing exactly 5 objects, return the optimal order as a Python list.",
+    ]
+    return texts
+
+
+def build_tokenizer() -> Any:
+    """A BPE tokenizer trained on :func:`vocabulary_corpus`, wrapped as a transformers fast tokenizer.
+
+    Task words become single tokens; any other ASCII text falls back to characters, so unseen
+    prompts (other benchmarks) still tokenise without ``<unk>``.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(PRETOKENIZE), behavior="isolated")
+    # The pieces carry their own spaces, so decoding is plain concatenation.
+    tok.decoder = decoders.Fuse()
+    alphabet = [chr(c) for c in range(32, 127)] + ["\n", "\t"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=100_000,  # larger than needed: merging stops once every corpus word is one token
+        min_frequency=1,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=alphabet,
+        show_progress=False,
+    )
+    tok.train_from_iterator(vocabulary_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token=UNK,
+        pad_token=PAD,
+        eos_token=EOS,
+        padding_side="left",
+        extra_special_tokens={"image_token": IMAGE},
+        model_max_length=4096,
+    )
+
+
+# -- model ---------------------------------------------------------------------------------------
+
+
+def build_processor(spec: EmbeddedSpec, tokenizer: Any | None = None) -> Any:
+    """The LLaVA processor: CLIP-style resize to ``image_size`` squared, then the chat template."""
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    tokenizer = build_tokenizer() if tokenizer is None else tokenizer
+    side = spec.image_size
+    image_processor = CLIPImageProcessor(
+        size={"height": side, "width": side},
+        crop_size={"height": side, "width": side},
+        do_center_crop=False,
+        # Scenes are black-on-white: white maps to 0, so blank patches carry only their position
+        # embedding and drawn content stands out (with ImageNet-style centring the constant white
+        # response swamps the position signal after the ViT's first LayerNorm).
+        image_mean=[1.0, 1.0, 1.0],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=spec.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_config(spec: EmbeddedSpec, tokenizer: Any) -> Any:
+    """The LlavaConfig of a spec (CLIP vision tower, Llama language model)."""
+    from transformers import LlavaConfig
+
+    vocab = len(tokenizer)
+    text_config = {
+        "model_type": "llama",
+        "vocab_size": vocab,
+        "hidden_size": spec.text_hidden,
+        "intermediate_size": spec.text_mlp,
+        "num_hidden_layers": spec.text_layers,
+        "num_attention_heads": spec.text_heads,
+        "num_key_value_heads": spec.text_heads,
+        "max_position_embeddings": spec.max_positions,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+        "tie_word_embeddings": True,
+        "bos_token_id": None,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    vision_config = {
+        "model_type": "clip_vision_model",
+        "hidden_size": spec.vision_hidden,
+        "intermediate_size": spec.vision_mlp,
+        "num_hidden_layers": spec.vision_layers,
+        "num_attention_heads": spec.vision_heads,
+        "image_size": spec.image_size,
+        "patch_size": spec.patch_size,
+        "projection_dim": spec.vision_hidden,
+        "num_channels": 3,
+    }
+    # transformers 5 names the field image_token_id (older stubs know only image_token_index).
+    ids: dict[str, Any] = {"image_token_id": tokenizer.convert_tokens_to_ids(IMAGE)}
+    return LlavaConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        **ids,
+        image_seq_length=spec.image_tokens,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+        tie_word_embeddings=True,
+    )
+
+
+def build_model(spec: EmbeddedSpec, tokenizer: Any, seed: int = 0) -> Any:
+    """A randomly initialised LlavaForConditionalGeneration (same spec and seed, same weights)."""
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    config = build_config(spec, tokenizer)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    gen = model.generation_config
+    gen.eos_token_id = tokenizer.eos_token_id
+    gen.pad_token_id = tokenizer.pad_token_id
+    gen.bos_token_id = None
+    gen.do_sample = False
+    gen.max_new_tokens = 64
+    return model
+
+
+def build_embedded_model(
+    size: str = "small", out_dir: str | Path = "embedded-model", *, seed: int = 0, **overrides: Any
+) -> Path:
+    """Build the embedded model of a size and write it as a Hugging Face model folder.
+
+    Returns the folder path. Same size, overrides and seed give the same weight bytes.
+    ``overrides`` change single :class:`EmbeddedSpec` fields (experiments only).
+    """
+    spec = spec_for(size, **overrides)
+    out = Path(out_dir).expanduser().absolute()
+    from sparkle_vlm.fsutil import atomic_write_json, check_writable_dir
+
+    check_writable_dir(out, "out_dir")
+    tokenizer = build_tokenizer()
+    processor = build_processor(spec, tokenizer)
+    model = build_model(spec, tokenizer, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    atomic_write_json(
+        out / "sparkle_embedded.json",
+        {"size": size, "seed": seed, "spec": dataclasses.asdict(spec), "parameters": model.num_parameters()},
+    )
+    return out
+
+
+def describe_tokens(tokenizer: Any, text: str) -> list[str]:
+    """The token strings of ``text`` (debugging and tests).
+
+    >>> describe_tokens(build_tokenizer(), "From N3 to N12, go top left.")
+    ['From', ' N3', ' to', ' N12', ',', ' go', ' top', ' left', '.']
+    """
+    return [
+        str(t)
+        for t in tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False)["input_ids"])
+    ]
+
+
+def _pretokenize(text: str) -> list[str]:
+    return re.findall(PRETOKENIZE, text)
+
+
+def spec_json(spec: EmbeddedSpec) -> str:
+    return json.dumps(dataclasses.asdict(spec), sort_keys=True)

@@ -243,6 +243,16 @@ def lora_modules(model: Any, cfg: TrainConfig) -> tuple[str, list[str]]:
     return pattern, hits
 
 
+def model_with_lora(cfg: TrainConfig, rt: Runtime, log: Log) -> tuple[Any, Any, dict[str, Any]]:
+    """Load the model and, for LoRA runs, the PEFT config of its language-model linear layers."""
+    model = load_model(cfg, rt)
+    if not cfg.lora:
+        return model, None, {}
+    pattern, hits = lora_modules(model, cfg)
+    log(f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} on {len(hits)} linear layers")
+    return model, peft_config(cfg, pattern), {"targets": pattern, "modules": len(hits)}
+
+
 def peft_config(cfg: TrainConfig, pattern: str) -> Any:
     from peft import LoraConfig
 

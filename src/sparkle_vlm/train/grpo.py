@@ -65,14 +65,7 @@ def train_grpo(
             f"{cfg.max_completion_length} completion tokens; raise it or lower max_pixels",
         )
 
-    model = common.load_model(cfg, rt)
-    peft_config = None
-    lora_info: dict[str, Any] = {}
-    if cfg.lora:
-        pattern, hits = common.lora_modules(model, cfg)
-        peft_config = common.peft_config(cfg, pattern)
-        lora_info = {"targets": pattern, "modules": len(hits)}
-        log(f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} on {len(hits)} linear layers")
+    model, peft_config, lora_info = common.model_with_lora(cfg, rt, log)
 
     from trl import GRPOConfig, GRPOTrainer
 

@@ -9,8 +9,10 @@ are randomly initialised from a fixed seed. The result is an ordinary Hugging Fa
 serve it like any hub checkpoint.
 
 Architecture: LLaVA = CLIP vision tower (ViT) -> 2-layer MLP projector -> Llama decoder. One
-size dial: ``tiny`` (tests, seconds), ``small`` (the CPU demo), ``base`` (GPU). See
-``docs/embedded-model.md`` for the training recipe and measured numbers.
+size dial: ``tiny`` (tests, seconds), ``small`` (the CPU demo), ``base`` (GPU). Two choices
+depart from library defaults because they decide whether the model can learn from these
+black-on-white scenes at all (measured in docs/embedded-model.md): the processor maps white to
+0, and the ViT position embeddings start as a 2D sin-cos grid.
 
 Build with ``build_embedded_model("small", "out/embedded-small")``.
 """
@@ -18,8 +20,6 @@ Build with ``build_embedded_model("small", "out/embedded-small")``.
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,10 @@ SPECIAL_TOKENS = (PAD, UNK, EOS, USER, ASSISTANT, SYSTEM, IMAGE)
 
 #: Labels the tasks draw (N1..N12 covers point scenes; grid labels beyond are split into N + digits).
 MAX_LABEL = 12
+#: Scale of the initial 2D sin-cos position embeddings of the ViT: about the size of a drawn disc's
+#: patch embedding at init, so that neither position nor content drowns the other after the
+#: ViT's first LayerNorm.
+POSITION_INIT_SCALE = 0.1
 
 #: Pieces the tokenizer sees before its BPE model: a node label, a word with its leading space,
 #: one digit, one punctuation mark, or a run of whitespace. Single digits keep numbers
@@ -105,6 +109,10 @@ class EmbeddedSpec:
             raise ConfigError("vision_heads", f"must divide vision_hidden {self.vision_hidden}")
         if self.text_hidden % self.text_heads:
             raise ConfigError("text_heads", f"must divide text_hidden {self.text_hidden}")
+        if self.vision_hidden % 4:
+            raise ConfigError(
+                "vision_hidden", f"must be a multiple of 4 (2D sin-cos), got {self.vision_hidden}"
+            )
 
 
 #: The size dial. ``small`` is the CPU demo model (recipe in docs/embedded-model.md).
@@ -175,7 +183,7 @@ def vocabulary_corpus() -> list[str]:
     The tokenizer is trained on this list, so each word of a task prompt or answer is one token.
     """
     from sparkle_vlm import geometry
-    from sparkle_vlm.tasks import templates
+    from sparkle_vlm.tasks import composite_templates, templates
 
     texts: list[str] = []
 
@@ -185,10 +193,14 @@ def vocabulary_corpus() -> list[str]:
         elif isinstance(value, (tuple, list)):
             for v in value:
                 collect(v)
+        elif isinstance(value, dict):
+            for k in sorted(value, key=str):
+                collect(value[k])
 
-    for name in sorted(vars(templates)):
-        if name.isupper():
-            collect(getattr(templates, name))
+    for module in (templates, composite_templates):
+        for name in sorted(vars(module)):
+            if name.isupper():
+                collect(getattr(module, name))
     labels = [f"N{i}" for i in range(1, MAX_LABEL + 1)]
     names = sorted(set(geometry.DIRECTIONS_8) | set(geometry.REGIONS) | {"up", "down", "left", "right"})
     letters = [chr(ord("A") + i) for i in range(26)]
@@ -201,6 +213,10 @@ def vocabulary_corpus() -> list[str]:
         ", ".join(labels),
         " ".join(names),
         " " + " ".join(letters),
+        # Answers start without a space ("N2 and N3", "top left", "C"): those forms are tokens too.
+        "\n".join(labels + names + letters),
+        # Section titles of the holistic descriptions (written by tasks/instruct.py).
+        "Positions:\nDirections:\nDistances:",
         ", ".join(f"{x}. {n}" for x, n in zip(letters, names, strict=False)),
         " ".join(f"{a} and {b}, {a} to {b}" for a in labels for b in labels if a != b),
         "0 1 2 3 4 5 6 7 8 9 0123456789 (0.5, 9.25) [1, 2] {'up': 1} \"N1\" \\boxed{A} - + * / = < > ? ! ; : _ # % & @ ^ ` | ~",
@@ -317,14 +333,43 @@ def build_config(spec: EmbeddedSpec, tokenizer: Any) -> Any:
     )
 
 
+def sincos_2d(grid: int, dim: int) -> Any:
+    """MAE-style 2D sin-cos position codes, shape (grid * grid, dim), rows in raster order.
+
+    Half of the channels encode the row, half the column.
+    """
+    import torch
+
+    quarter = dim // 4
+    omega = 1.0 / (100.0 ** (torch.arange(quarter, dtype=torch.float64) / quarter))
+    rows, cols = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij"
+    )
+
+    def enc(pos: Any) -> Any:
+        angles = pos.reshape(-1, 1) * omega.reshape(1, -1)
+        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+    return torch.cat([enc(rows), enc(cols)], dim=1).float()
+
+
 def build_model(spec: EmbeddedSpec, tokenizer: Any, seed: int = 0) -> Any:
-    """A randomly initialised LlavaForConditionalGeneration (same spec and seed, same weights)."""
+    """A randomly initialised LlavaForConditionalGeneration (same spec and seed, same weights).
+
+    The ViT position embeddings start as a scaled 2D sin-cos grid (the CLS slot at 0): learned
+    from a 0.02-std init they are swamped by the patch content after the first LayerNorm, and the
+    model then needs many more steps before it can tell where anything is.
+    """
     import torch
     from transformers import LlavaForConditionalGeneration
 
     config = build_config(spec, tokenizer)
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
+    with torch.no_grad():
+        pos = model.model.vision_tower.embeddings.position_embedding.weight
+        pos.zero_()
+        pos[1:] = sincos_2d(spec.image_size // spec.patch_size, spec.vision_hidden) * POSITION_INIT_SCALE
     gen = model.generation_config
     gen.eos_token_id = tokenizer.eos_token_id
     gen.pad_token_id = tokenizer.pad_token_id
@@ -334,29 +379,53 @@ def build_model(spec: EmbeddedSpec, tokenizer: Any, seed: int = 0) -> Any:
     return model
 
 
+#: The file that marks a folder as an embedded model (size, seed, spec, parameter count).
+MARKER = "sparkle_embedded.json"
+
+
 def build_embedded_model(
     size: str = "small", out_dir: str | Path = "embedded-model", *, seed: int = 0, **overrides: Any
 ) -> Path:
     """Build the embedded model of a size and write it as a Hugging Face model folder.
 
     Returns the folder path. Same size, overrides and seed give the same weight bytes.
-    ``overrides`` change single :class:`EmbeddedSpec` fields (experiments only).
+    ``overrides`` change single :class:`EmbeddedSpec` fields (experiments only). The folder is
+    written next to its final place and renamed into it, so a crash never leaves half a model;
+    an existing embedded-model folder is replaced, any other non-empty folder is refused.
     """
-    spec = spec_for(size, **overrides)
-    out = Path(out_dir).expanduser().absolute()
+    import shutil
+    import tempfile
+
+    from sparkle_vlm.errors import SparkleError
     from sparkle_vlm.fsutil import atomic_write_json, check_writable_dir
 
-    check_writable_dir(out, "out_dir")
+    spec = spec_for(size, **overrides)
+    out = check_writable_dir(out_dir, "out_dir")
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise SparkleError(f"out_dir: {out} is not empty and holds no embedded model; choose another folder")
     tokenizer = build_tokenizer()
     processor = build_processor(spec, tokenizer)
     model = build_model(spec, tokenizer, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    atomic_write_json(
-        out / "sparkle_embedded.json",
-        {"size": size, "seed": seed, "spec": dataclasses.asdict(spec), "parameters": model.num_parameters()},
-    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        atomic_write_json(
+            tmp / MARKER,
+            {
+                "size": size,
+                "seed": seed,
+                "spec": dataclasses.asdict(spec),
+                "parameters": model.num_parameters(),
+            },
+        )
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 
@@ -370,11 +439,3 @@ def describe_tokens(tokenizer: Any, text: str) -> list[str]:
         str(t)
         for t in tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False)["input_ids"])
     ]
-
-
-def _pretokenize(text: str) -> list[str]:
-    return re.findall(PRETOKENIZE, text)
-
-
-def spec_json(spec: EmbeddedSpec) -> str:
-    return json.dumps(dataclasses.asdict(spec), sort_keys=True)

@@ -1,0 +1,154 @@
+"""Does the embedded model learn the basic skills? Trains it and prints one JSON line.
+
+    python benchmarks/embedded_learning.py                      # the demo recipe (~15 min on 2 cores)
+    python benchmarks/embedded_learning.py --steps 300 --practice-images 1000 --eval-n 100   # ~5 min
+
+Runs the path ``sparkle demo`` runs, nothing else: generate Sparkle-Instruct and ``basic-train``
+(practice data in the test format, scenes disjoint from the test set), build the embedded model
+(``sparkle_vlm.models.embedded``), train every weight with ``sparkle_vlm.train.sft.train_sft`` (TRL
+SFTTrainer, prompt/completion rows, loss on answers only), then evaluate on the basic MCQ test set
+(``basic`` eval suite: 3 labelled discs + 2 distractors, option letters) with the ``hf`` backend.
+
+Reported: accuracy per capability (direction, distance, localization) next to chance (1/8, 1/3,
+1/9), seconds per stage, SFT steps/s, the model's parameter count and the exact SFT settings.
+Goal (issue "Embedded default model and sparkle demo"): >= 80% on each capability within the
+demo's budget; docs/embedded-model.md records what it reaches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CHANCE = {"direction": 1 / 8, "distance": 1 / 3, "localization": 1 / 9}
+
+
+def _generate(suite: str, n: int, seed: int, out: Path, workers: int | None) -> int:
+    from sparkle_vlm.generate import generate_dataset
+    from sparkle_vlm.suites import SUITES
+    from sparkle_vlm.tasks import get_task
+
+    s = SUITES.get(suite)
+    task = get_task(s.task)
+    config = task.make_config(**{**s.overrides, "n": n})
+    return generate_dataset(task, config, seed, out, workers=workers, suite=suite, progress=False).records
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="small", help="embedded model size: tiny | small | base")
+    ap.add_argument(
+        "--instruct-images", type=int, default=1000, help="Sparkle-Instruct images (17 questions each)"
+    )
+    ap.add_argument("--practice-images", type=int, default=3000, help="basic-train images (3 MCQ each)")
+    ap.add_argument("--steps", type=int, default=1200, help="SFT optimizer steps")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup-ratio", type=float, default=0.05)
+    ap.add_argument("--eval-n", type=int, default=200, help="test scenes (one question per capability each)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the demo uses 1)")
+    ap.add_argument("--workers", type=int, default=None, help="data generation processes")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="work folder (default: a temporary folder)")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from sparkle_vlm.eval.runner import EvalConfig, run_eval
+    from sparkle_vlm.models.embedded import MARKER, build_embedded_model
+    from sparkle_vlm.train.config import SFTTrainConfig
+    from sparkle_vlm.train.sft import train_sft
+
+    work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sparkle-embedded-"))
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    data = work / "data"
+    n_records = _generate("instruct", args.instruct_images, args.seed, data / "instruct", args.workers)
+    n_records += _generate("basic-train", args.practice_images, args.seed, data / "basic-train", args.workers)
+    times["generate_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    model_dir = build_embedded_model(args.size, work / "model-untrained", seed=args.seed)
+    times["build_s"] = time.perf_counter() - t
+    params = json.loads((model_dir / MARKER).read_text())["parameters"]
+
+    sft = SFTTrainConfig(
+        model=str(model_dir),
+        data=[str(data / "instruct"), str(data / "basic-train")],
+        out=str(work / "model-trained"),
+        lora=False,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        grad_accum=1,
+        max_steps=args.steps,
+        warmup_ratio=args.warmup_ratio,
+        logging_steps=max(1, args.steps // 20),
+        save_steps=args.steps,
+        save_total_limit=1,
+        seed=args.seed,
+    )
+    t = time.perf_counter()
+    res = train_sft(sft, log=lambda msg: None)
+    times["train_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    summary = run_eval(
+        EvalConfig(
+            model=f"hf:{work / 'model-trained'}",
+            suite="basic",
+            out=work / "eval-trained",
+            n=args.eval_n,
+            batch_size=32,
+            max_new_tokens=8,
+            data_dir=data / "eval",
+            workers=args.workers,
+        ),
+        progress=False,
+    )
+    times["eval_s"] = time.perf_counter() - t
+    times["total_s"] = time.perf_counter() - t0
+
+    tasks: dict[str, Any] = (summary.get("parts") or {}).get("basic", {}).get("tasks", {})
+    accuracy = {k: round(float(tasks[k]["accuracy"]), 4) for k in CHANCE if k in tasks}
+    print(
+        json.dumps(
+            {
+                "benchmark": "embedded_learning",
+                "size": args.size,
+                "parameters": params,
+                "accuracy": accuracy,
+                "chance": {k: round(v, 4) for k, v in CHANCE.items()},
+                "goal": 0.8,
+                "n_test_per_capability": {k: int(tasks[k]["n"]) for k in CHANCE if k in tasks},
+                "train_records": n_records,
+                "sft": {
+                    "max_steps": args.steps,
+                    "per_device_train_batch_size": args.batch_size,
+                    "learning_rate": args.lr,
+                    "warmup_steps": args.warmup_ratio,
+                    "lr_scheduler_type": sft.lr_scheduler,
+                    "weight_decay": sft.weight_decay,
+                    "max_grad_norm": sft.max_grad_norm,
+                    "completion_only_loss": True,
+                    "final_train_loss": res.train_loss,
+                },
+                "steps_per_s": round(args.steps / times["train_s"], 3),
+                **{k: round(v, 1) for k, v in times.items()},
+                "threads": args.threads,
+                "cpus": os.cpu_count(),
+                "machine": platform.machine(),
+                "work": str(work),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -243,6 +243,23 @@ def lora_modules(model: Any, cfg: TrainConfig) -> tuple[str, list[str]]:
     return pattern, hits
 
 
+def run_info(trainer: Any, result: Any, rt: Runtime) -> dict[str, Any]:
+    """The ``train`` and ``runtime`` sections of ``sparkle_train.json`` (shared by SFT and GRPO)."""
+    return {
+        "train": {
+            "global_step": trainer.state.global_step,
+            "train_loss": result.training_loss,
+            **{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
+        },
+        "runtime": {
+            "cuda": rt.cuda,
+            "bf16": rt.bf16,
+            "gradient_checkpointing": rt.gradient_checkpointing,
+            "world_size": trainer.args.world_size,
+        },
+    }
+
+
 def model_with_lora(cfg: TrainConfig, rt: Runtime, log: Log) -> tuple[Any, Any, dict[str, Any]]:
     """Load the model and, for LoRA runs, the PEFT config of its language-model linear layers."""
     model = load_model(cfg, rt)

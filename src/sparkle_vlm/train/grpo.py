@@ -123,17 +123,7 @@ def train_grpo(
         "curriculum": cfg.curriculum,
         "lora_targets": lora_info,
         "resumed_from": resumed_from,
-        "train": {
-            "global_step": trainer.state.global_step,
-            "train_loss": result.training_loss,
-            **{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
-        },
-        "runtime": {
-            "cuda": rt.cuda,
-            "bf16": rt.bf16,
-            "gradient_checkpointing": rt.gradient_checkpointing,
-            "world_size": trainer.args.world_size,
-        },
+        **common.run_info(trainer, result, rt),
     }
     merged = common.finish(trainer, processor, cfg, out, info, log)
     return common.TrainResult(

@@ -60,9 +60,15 @@ class FakeServer:
                     reply = server.script.pop(0) if server.script else None
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                done = False
                 try:
                     status, headers, payload, delay = reply or (200, {}, None, server.latency)
                     time.sleep(delay)
+                    # Leave the in-flight count before replying: once the reply is out, the client
+                    # may send its next request before this handler thread runs again.
+                    with server.lock:
+                        server.in_flight -= 1
+                        done = True
                     if payload is None:
                         payload = {
                             "id": "x",
@@ -83,8 +89,9 @@ class FakeServer:
                 except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
                     pass
                 finally:
-                    with server.lock:
-                        server.in_flight -= 1
+                    if not done:
+                        with server.lock:
+                            server.in_flight -= 1
 
         return Handler
 

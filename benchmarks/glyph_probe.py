@@ -42,6 +42,61 @@ TOWERS: dict[str, dict[str, Any]] = {
         "attention_ratio": [2, 2, 2],
         "mlp_ratio": [2, 2, 2],
     },
+    "hiera": {
+        "model_type": "hiera",
+        # A stride-1 3x3 stem: the first layer sees every pixel offset, like a plain CNN's.
+        "patch_size": [3, 3],
+        "patch_stride": [1, 1],
+        "patch_padding": [1, 1],
+        "embed_dim": 8,
+        "embed_dim_multiplier": 2.0,
+        "depths": [1, 1, 1, 1, 1],
+        "num_heads": [1, 1, 2, 4, 8],
+        "num_query_pool": 4,
+        "query_stride": [2, 2],
+        "masked_unit_size": [16, 16],
+        "masked_unit_attention": [True, True, True, False, False],
+        "mlp_ratio": 2.0,
+    },
+    # FocalNet for larger inputs: one more stage per doubling keeps 8 x 8 (7 x 7 at 448) tokens.
+    "focalnet-4stage": {
+        "model_type": "focalnet",
+        "patch_size": 4,
+        "embed_dim": 16,
+        "use_conv_embed": True,
+        "hidden_sizes": [32, 64, 128, 128],
+        "depths": [1, 1, 1, 1],
+        "focal_levels": [2, 2, 2, 2],
+        "focal_windows": [3, 3, 3, 3],
+        "mlp_ratio": 2.0,
+        "drop_path_rate": 0.0,
+    },
+    "focalnet-5stage": {
+        "model_type": "focalnet",
+        "patch_size": 4,
+        "embed_dim": 16,
+        "use_conv_embed": True,
+        "hidden_sizes": [32, 64, 96, 128, 128],
+        "depths": [1, 1, 1, 1, 1],
+        "focal_levels": [2, 2, 2, 2, 2],
+        "focal_windows": [3, 3, 3, 3, 3],
+        "mlp_ratio": 2.0,
+        "drop_path_rate": 0.0,
+    },
+    # FocalNet at full resolution: a per-pixel stem, then stride-1 depthwise convs in the focal
+    # modulation of stage 1, halving the grid per stage (non-overlapping 2x2) down to 8 x 8.
+    "focalnet-fine": {
+        "model_type": "focalnet",
+        "patch_size": 1,
+        "embed_dim": 8,
+        "use_conv_embed": False,
+        "hidden_sizes": [16, 32, 64, 128, 128],
+        "depths": [1, 1, 1, 1, 1],
+        "focal_levels": [2, 2, 2, 2, 2],
+        "focal_windows": [3, 3, 3, 3, 3],
+        "mlp_ratio": 2.0,
+        "drop_path_rate": 0.0,
+    },
     "focalnet": {
         "model_type": "focalnet",
         "patch_size": 4,
@@ -102,7 +157,8 @@ def main() -> None:
     spec = dict(TOWERS[args.tower])
     model_type = spec.pop("model_type")
     torch.manual_seed(args.seed)
-    tower = AutoModel.from_config(AutoConfig.for_model(model_type, image_size=args.image_size, **spec))
+    size: Any = [args.image_size] * 2 if model_type == "hiera" else args.image_size
+    tower = AutoModel.from_config(AutoConfig.for_model(model_type, image_size=size, **spec))
     side = args.image_size
     processor = CLIPImageProcessor(
         size={"height": side, "width": side},

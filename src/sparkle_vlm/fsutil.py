@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,27 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+#: Names :func:`atomic_write_bytes` gives its temporary files (mkstemp: 8 random characters).
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> int:
+    """Delete temporary files that an interrupted :func:`atomic_write_bytes` left in ``folder``.
+
+    A process killed between creating its temporary file and renaming it leaves one behind; a
+    resumed job calls this before writing again (no other writer may be using the folder).
+    Returns how many were removed.
+    """
+    removed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            if entry.is_file(follow_symlinks=False) and _TEMP_NAME.match(entry.name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -25,7 +25,12 @@ from typing import Any
 
 from sparkle_vlm import __version__
 from sparkle_vlm.errors import SparkleError
-from sparkle_vlm.fsutil import atomic_write_bytes, atomic_write_json, check_writable_dir
+from sparkle_vlm.fsutil import (
+    atomic_write_bytes,
+    atomic_write_json,
+    check_writable_dir,
+    remove_stale_temps,
+)
 from sparkle_vlm.records import dumps
 from sparkle_vlm.render.raster import encode_png
 from sparkle_vlm.tasks.base import Task, TaskConfig, get_task
@@ -160,6 +165,9 @@ def generate_dataset(
             raise SparkleError(
                 f"--out: {out_p} holds an unfinished run with other options; delete it or use another folder"
             )
+        # A kill mid-write leaves an atomic write's temporary file; the rerun rewrites its target.
+        remove_stale_temps(out_p)
+        remove_stale_temps(out_p / "images")
     elif out_p.exists() and any(out_p.iterdir()):
         raise SparkleError(f"--out: {out_p} is not empty and holds no sparkle dataset")
 

@@ -22,6 +22,26 @@ import json
 import time
 from typing import Any
 
+
+def _focalnet(
+    embed_dim: int, hidden_sizes: list[int], patch_size: int = 4, use_conv_embed: bool = True
+) -> dict[str, Any]:
+    """A FocalNet config with one block per stage (one stage per entry of ``hidden_sizes``)."""
+    stages = len(hidden_sizes)
+    return {
+        "model_type": "focalnet",
+        "patch_size": patch_size,
+        "embed_dim": embed_dim,
+        "use_conv_embed": use_conv_embed,
+        "hidden_sizes": hidden_sizes,
+        "depths": [1] * stages,
+        "focal_levels": [2] * stages,
+        "focal_windows": [3] * stages,
+        "mlp_ratio": 2.0,
+        "drop_path_rate": 0.0,
+    }
+
+
 #: Tower configs: the embedded `small` model's ViT, and conv / hybrid towers of the same width.
 TOWERS: dict[str, dict[str, Any]] = {
     "clip": {
@@ -59,56 +79,12 @@ TOWERS: dict[str, dict[str, Any]] = {
         "mlp_ratio": 2.0,
     },
     # FocalNet for larger inputs: one more stage per doubling keeps 8 x 8 (7 x 7 at 448) tokens.
-    "focalnet-4stage": {
-        "model_type": "focalnet",
-        "patch_size": 4,
-        "embed_dim": 16,
-        "use_conv_embed": True,
-        "hidden_sizes": [32, 64, 128, 128],
-        "depths": [1, 1, 1, 1],
-        "focal_levels": [2, 2, 2, 2],
-        "focal_windows": [3, 3, 3, 3],
-        "mlp_ratio": 2.0,
-        "drop_path_rate": 0.0,
-    },
-    "focalnet-5stage": {
-        "model_type": "focalnet",
-        "patch_size": 4,
-        "embed_dim": 16,
-        "use_conv_embed": True,
-        "hidden_sizes": [32, 64, 96, 128, 128],
-        "depths": [1, 1, 1, 1, 1],
-        "focal_levels": [2, 2, 2, 2, 2],
-        "focal_windows": [3, 3, 3, 3, 3],
-        "mlp_ratio": 2.0,
-        "drop_path_rate": 0.0,
-    },
+    "focalnet-4stage": _focalnet(16, [32, 64, 128, 128]),
+    "focalnet-5stage": _focalnet(16, [32, 64, 96, 128, 128]),
     # FocalNet at full resolution: a per-pixel stem, then stride-1 depthwise convs in the focal
     # modulation of stage 1, halving the grid per stage (non-overlapping 2x2) down to 8 x 8.
-    "focalnet-fine": {
-        "model_type": "focalnet",
-        "patch_size": 1,
-        "embed_dim": 8,
-        "use_conv_embed": False,
-        "hidden_sizes": [16, 32, 64, 128, 128],
-        "depths": [1, 1, 1, 1, 1],
-        "focal_levels": [2, 2, 2, 2, 2],
-        "focal_windows": [3, 3, 3, 3, 3],
-        "mlp_ratio": 2.0,
-        "drop_path_rate": 0.0,
-    },
-    "focalnet": {
-        "model_type": "focalnet",
-        "patch_size": 4,
-        "embed_dim": 32,
-        "use_conv_embed": True,
-        "hidden_sizes": [64, 128, 128],
-        "depths": [1, 1, 1],
-        "focal_levels": [2, 2, 2],
-        "focal_windows": [3, 3, 3],
-        "mlp_ratio": 2.0,
-        "drop_path_rate": 0.0,
-    },
+    "focalnet-fine": _focalnet(8, [16, 32, 64, 128, 128], patch_size=1, use_conv_embed=False),
+    "focalnet": _focalnet(32, [64, 128, 128]),
 }
 
 

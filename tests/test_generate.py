@@ -93,17 +93,22 @@ def test_no_train_test_leak() -> None:
             assert (round(n["x"], 9), round(n["y"], 9)) not in train_pts
 
 
+def _unfinish(part: Path, n: int) -> None:
+    """Make a finished instruct run in ``part`` look crashed: no manifest, the partial marker back."""
+    from sparkle_vlm.fsutil import atomic_write_json
+    from sparkle_vlm.generate import identity
+
+    (part / "manifest.json").unlink()
+    task = get_task("instruct")
+    atomic_write_json(part / ".sparkle-partial.json", identity(None, task, task.make_config(n=n), 0))
+
+
 def test_resume_after_partial_write_equals_full_run(tmp_path: Path) -> None:
     _gen(tmp_path / "full", n=120)
     part = tmp_path / "part"
     _gen(part, n=120)
     # Simulate a crash: no manifest yet, the record file cut in the middle of a line.
-    (part / "manifest.json").unlink()
-    task = get_task("instruct")
-    from sparkle_vlm.fsutil import atomic_write_json
-    from sparkle_vlm.generate import identity
-
-    atomic_write_json(part / ".sparkle-partial.json", identity(None, task, task.make_config(n=120), 0))
+    _unfinish(part, 120)
     data = (part / "data.jsonl").read_bytes()
     (part / "data.jsonl").write_bytes(data[: len(data) // 2 + 17])
     _gen(part, n=120)
@@ -114,12 +119,7 @@ def test_resume_removes_temp_files_of_an_interrupted_write(tmp_path: Path) -> No
     _gen(tmp_path / "full", n=40)
     part = tmp_path / "part"
     _gen(part, n=40)
-    (part / "manifest.json").unlink()
-    task = get_task("instruct")
-    from sparkle_vlm.fsutil import atomic_write_json
-    from sparkle_vlm.generate import identity
-
-    atomic_write_json(part / ".sparkle-partial.json", identity(None, task, task.make_config(n=40), 0))
+    _unfinish(part, 40)
     # What a SIGKILL between mkstemp and rename leaves behind (seen in the kill test below).
     (part / "images" / ".instruct-train-s0-i000031.png.52tonxbh.tmp").write_bytes(b"")
     (part / ".manifest.json.a1b2c3d4.tmp").write_bytes(b"{")

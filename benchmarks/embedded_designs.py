@@ -3,6 +3,7 @@
     python benchmarks/embedded_designs.py --steps 300                          # `small` as shipped
     python benchmarks/embedded_designs.py --tower levit --image-size 256 --steps 1500
     python benchmarks/embedded_designs.py --order last --device cuda --steps 2400
+    python benchmarks/embedded_designs.py --tower poolformer --white one --warmup-stages read:600
 
 The demo trains through TRL (benchmarks/embedded_learning.py measures that path); this loop
 trades it for speed and for variants the builder does not offer, to compare designs: the same
@@ -12,6 +13,14 @@ tokens. Variants:
 
 - ``--tower clip`` (the shipped ViT; ``--spec`` overrides embedded-spec fields) or ``levit``
   (LeViT's convolutional stem as the vision tower: its output, 16 x stride, is the image tokens);
+- ``--tower regnet`` / ``poolformer``: transformers' FastVLM (``FastVlmForConditionalGeneration``,
+  whose projector takes a tower's 4D feature map, flattened) with a RegNet-X or a PoolFormer
+  tower (dense 3x3 stride-1 first embedding; ``--widths`` sets the stride-2 stages, ``--vision``
+  overrides config fields); ``--white one`` maps white to 1 instead of 0, so the zero padding of
+  the convolutions marks the image border (the only source of absolute position in a CNN);
+- ``--warmup-stages read:N,where:M``: 1-disc stages first ("What is the label of the
+  object?" -> `` N3``; "Where is the object located?" with the 9 region options -> a letter),
+  each scored on 200 held-out scenes;
 - ``--order first`` (image, then question, as the shipped chat template) or ``last`` (question,
   then image, so the answer is predicted at the last image token).
 
@@ -71,15 +80,85 @@ def _levit(tokenizer: Any, spec: Any, seed: int) -> tuple[Any, Any, int]:
     )
 
 
+def _fastvlm(tokenizer: Any, spec: Any, seed: int, vision: dict[str, Any], grid: int) -> tuple[Any, Any, int]:
+    """FastVLM (conv tower -> MLP projector -> decoder): the tower's last feature map, flattened,
+    is the image tokens (``grid`` squared of them)."""
+    import torch
+    from transformers import FastVlmConfig, FastVlmForConditionalGeneration
+
+    from sparkle_vlm.models import embedded as E
+
+    text = E.build_config(spec, tokenizer).text_config.to_dict()
+    config = FastVlmConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids(E.IMAGE),
+        image_seq_length=grid * grid,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    return (
+        FastVlmForConditionalGeneration(config),
+        E.build_processor(spec, tokenizer).image_processor,
+        grid * grid,
+    )
+
+
+def _conv_tower(
+    kind: str, image_size: int, widths: list[int], overrides: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """A convolutional tower config and its output grid side.
+
+    ``regnet``: RegNet-X, 3x3 stride-2 stem, a first stage at the stem's resolution, then one
+    stride-2 stage per entry of ``widths``. ``poolformer``: PoolFormer with a dense 3x3 stride-1
+    first embedding and dense 3x3 stride-2 embeddings between stages (one per entry of
+    ``widths``), layer scale off.
+    """
+    stages = len(widths)
+    grid = image_size // 2 ** (stages + 1) if kind == "regnet" else image_size // 2**stages
+    if kind == "regnet":
+        vision: dict[str, Any] = {
+            "model_type": "regnet",
+            "embedding_size": 16,
+            "hidden_sizes": [widths[0], *widths],
+            "depths": [1] * (stages + 1),
+            "groups_width": 16,
+            "layer_type": "x",
+            "downsample_in_first_stage": False,
+        }
+    else:
+        vision = {
+            "model_type": "poolformer",
+            "hidden_sizes": [widths[0] // 2, *widths],
+            "depths": [1] * (stages + 1),
+            "patch_sizes": [3] * (stages + 1),
+            "strides": [1] + [2] * stages,
+            "padding": [1] * (stages + 1),
+            "num_encoder_blocks": stages + 1,
+            "mlp_ratio": 2.0,
+            "use_layer_scale": False,
+        }
+    # FastVLM's projector reads the tower width from ``hidden_size``.
+    return {**vision, "hidden_size": widths[-1], **overrides}, grid
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tower", choices=("clip", "levit"), default="clip")
+    ap.add_argument("--tower", choices=("clip", "levit", "regnet", "poolformer"), default="clip")
+    ap.add_argument("--widths", default="32,64,128,128", help="conv towers: widths of the stride-2 stages")
+    ap.add_argument("--vision", default="{}", help="conv towers: JSON overrides of the tower config")
+    ap.add_argument("--white", choices=("zero", "one"), default="zero", help="pixel value of white")
     ap.add_argument("--order", choices=("first", "last"), default="first")
     ap.add_argument("--image-size", type=int, default=None, help="processor side (default: the spec's)")
     ap.add_argument("--spec", default="{}", help="JSON overrides of the `small` embedded spec")
     ap.add_argument("--practice-images", type=int, default=3000)
     ap.add_argument("--instruct-images", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument(
+        "--warmup-stages",
+        default="",
+        help="1-disc stages before the demo's data, e.g. read:400,where:400 (label / 3x3 region)",
+    )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--eval-every", type=int, default=200)
@@ -105,6 +184,12 @@ def main() -> None:
     tokenizer = E.build_tokenizer()
     if args.tower == "levit":
         model, image_processor, n_image = _levit(tokenizer, spec, args.seed)
+    elif args.tower in ("regnet", "poolformer"):
+        widths = [int(w) for w in args.widths.split(",")]
+        vision, grid = _conv_tower(args.tower, spec.image_size, widths, json.loads(args.vision))
+        model, image_processor, n_image = _fastvlm(tokenizer, spec, args.seed, vision, grid)
+    if args.white == "one":  # ImageNet-style centring: white 1, black -1, zero padding visible
+        image_processor.image_mean, image_processor.image_std = [0.5] * 3, [0.5] * 3
     else:
         model = E.build_model(spec, tokenizer, args.seed)
         image_processor, n_image = E.build_processor(spec, tokenizer).image_processor, spec.image_tokens
@@ -121,6 +206,53 @@ def main() -> None:
 
     user, eos, assistant, image_tok = tid(E.USER), tid(E.EOS), tid(E.ASSISTANT), tid(E.IMAGE)
     pixels: dict[str, Any] = {}
+
+    def _one_disc(kind: str, n: int, split: int) -> list[Any]:
+        """1-disc scenes anywhere on the canvas: "read" asks the label, "where" its 3x3 region."""
+        import numpy as np
+
+        from sparkle_vlm import geometry
+        from sparkle_vlm.render.raster import render_points
+        from sparkle_vlm.scene import Node, Scene
+        from sparkle_vlm.tasks import templates
+
+        rng = np.random.default_rng([11, split, args.seed, len(kind)])
+        rows = []
+        for i in range(n):
+            k = int(rng.integers(1, 6))
+            x, y = (float(v) for v in rng.uniform(0.5, 9.5, size=2))
+            key = f"{kind}-{split}-{i}"
+            image = render_points(Scene((Node(f"N{k}", x, y),)).to_dict(), 448).convert("RGB")
+            pixels[key] = image_processor(images=[image], return_tensors="pt")["pixel_values"][0].half()
+            if kind == "read":
+                rec = {
+                    "q": "What is the label of the object?",
+                    "a": f" N{k}",
+                    "choices": [f" N{j}" for j in range(1, 6)],
+                }
+            else:
+                letters = [chr(ord("A") + j) for j in range(len(geometry.REGIONS))]
+                options = templates.options_text(list(geometry.REGIONS))
+                answer = letters[geometry.REGIONS.index(geometry.region(x, y))]
+                rec = {
+                    "q": f"Where is the object located?\nOptions: {options}",
+                    "a": answer,
+                    "choices": letters,
+                }
+            q = tokenizer(rec["q"], add_special_tokens=False)["input_ids"]
+            a = tokenizer(rec["a"], add_special_tokens=False)["input_ids"] + [eos]
+            image_ids = [image_tok] * n_image
+            prompt = (
+                [user, *image_ids, *q, eos, assistant]
+                if args.order == "first"
+                else [user, *q, eos, assistant, *image_ids]
+            )
+            rec["choice_ids"] = [
+                tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in rec["choices"]
+            ]
+            rec["answer_index"] = rec["choices"].index(rec["a"])
+            rows.append((prompt, a, key, rec))
+        return rows
 
     def encode(rec: dict[str, Any], folder: Path) -> tuple[list[int], list[int], str, dict[str, Any]]:
         question = rec["messages"][0]["content"][1]["text"]
@@ -141,6 +273,8 @@ def main() -> None:
     train = [encode(r, data / "basic-train") for r in read_jsonl(data / "basic-train" / "data.jsonl")]
     train += [encode(r, data / "instruct") for r in read_jsonl(data / "instruct" / "data.jsonl")]
     test = [encode(r, data / "basic-test") for r in read_jsonl(data / "basic-test" / "data.jsonl")]
+    stages = [(k, int(n)) for k, n in (x.split(":") for x in args.warmup_stages.split(",") if x)]
+    one_disc = {kind: (_one_disc(kind, 3000, 0), _one_disc(kind, 200, 1)) for kind, _ in stages}
     prep_s = time.perf_counter() - t0
 
     def collate(samples: list[Any]) -> tuple[Any, Any, Any, Any]:
@@ -175,16 +309,65 @@ def main() -> None:
         model.train()
         return {t: round(hits[t] / totals[t], 3) for t in sorted(totals)}
 
+    @torch.no_grad()
+    def evaluate_one_disc(rows: list[Any]) -> float:
+        model.eval()
+        hits = 0
+        for i in range(0, len(rows), 64):
+            chunk = rows[i : i + 64]
+            ids, mask, _, pv = collate(chunk)
+            logits = model(input_ids=ids, attention_mask=mask, pixel_values=pv).logits
+            for j, (p, _, _, rec) in enumerate(chunk):
+                hits += int(int(logits[j, len(p) - 1, rec["choice_ids"]].argmax()) == rec["answer_index"])
+        model.train()
+        return round(hits / len(rows), 3)
+
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    gen0 = torch.Generator().manual_seed(args.seed + 1)
+    t_stage = time.perf_counter()
+    for kind, n_steps in stages:
+        rows, held_out = one_disc[kind]
+        for group in opt.param_groups:
+            group["lr"] = args.lr
+        for step in range(1, n_steps + 1):
+            for group in opt.param_groups:  # linear warmup over 5%, then constant
+                group["lr"] = args.lr * min(1.0, step / max(1, int(0.05 * n_steps)))
+            idx = torch.randint(0, len(rows), (args.batch_size,), generator=gen0)
+            ids, mask, labels, pv = collate([rows[int(i)] for i in idx])
+            loss = model(input_ids=ids, attention_mask=mask, pixel_values=pv, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if step % args.eval_every == 0 or step == n_steps:
+                print(
+                    json.dumps(
+                        {
+                            "stage": kind,
+                            "step": step,
+                            "train_s": round(time.perf_counter() - t_stage, 1),
+                            "loss": round(loss.item(), 4),
+                            "accuracy": evaluate_one_disc(held_out),
+                        }
+                    ),
+                    flush=True,
+                )
+    for group in opt.param_groups:
+        group["lr"] = args.lr
     warm = max(1, int(0.05 * args.steps))
 
     def schedule(step: int) -> float:
-        return min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps)))
+        return (
+            min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, args.steps))))
+        )
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     gen = torch.Generator().manual_seed(args.seed)
     head = {
         "tower": args.tower,
+        "widths": args.widths,
+        "vision": args.vision,
+        "white": args.white,
         "order": args.order,
         "spec": overrides,
         "lr": args.lr,

@@ -85,10 +85,44 @@ TOWERS: dict[str, dict[str, Any]] = {
     # modulation of stage 1, halving the grid per stage (non-overlapping 2x2) down to 8 x 8.
     "focalnet-fine": _focalnet(8, [16, 32, 64, 128, 128], patch_size=1, use_conv_embed=False),
     "focalnet": _focalnet(32, [64, 128, 128]),
+    # ConvNeXt with a 2x2 stem (default 4x4) and layer scale 1.0 (default 1e-6, which starts every
+    # block as the identity): 7x7 depthwise convs at 64 x 64, halving per stage down to 8 x 8.
+    "convnext-fine": {
+        "model_type": "convnext",
+        "patch_size": 2,
+        "hidden_sizes": [16, 32, 64, 128],
+        "depths": [1, 1, 1, 1],
+        "layer_scale_init_value": 1.0,
+        "drop_path_rate": 0.0,
+    },
+    # PoolFormer with a dense 3x3 stride-1 first patch embedding (default 7x7 stride 4) and dense
+    # 3x3 stride-2 embeddings between stages (a plain CNN's layout), layer scale off; 8 x 8 at 128 px.
+    "poolformer-fine": {
+        "model_type": "poolformer",
+        "hidden_sizes": [16, 32, 64, 128, 128],
+        "depths": [1, 1, 1, 1, 1],
+        "patch_sizes": [3, 3, 3, 3, 3],
+        "strides": [1, 2, 2, 2, 2],
+        "padding": [1, 1, 1, 1, 1],
+        "num_encoder_blocks": 5,
+        "mlp_ratio": 2.0,
+        "use_layer_scale": False,
+    },
+    # A plain CNN from the library: RegNet-X, 3x3 stride-2 stem, then one block per stage (the
+    # first at the stem's resolution), BatchNorm throughout. 8 x 8 feature map at 128 px.
+    "regnet": {
+        "model_type": "regnet",
+        "embedding_size": 16,
+        "hidden_sizes": [32, 64, 128, 128],
+        "depths": [1, 1, 1, 1],
+        "groups_width": 16,
+        "layer_type": "x",
+        "downsample_in_first_stage": False,
+    },
 }
 
 
-def _scenes(n: int, split: int, jitter: float, size: int, processor: Any) -> tuple[Any, Any]:
+def _scenes(n: int, split: int, jitter: float, size: int, processor: Any, target: str) -> tuple[Any, Any]:
     import numpy as np
     import torch
 
@@ -102,7 +136,11 @@ def _scenes(n: int, split: int, jitter: float, size: int, processor: Any) -> tup
         x, y = 5 + rng.uniform(-jitter, jitter), 5 + rng.uniform(-jitter, jitter)
         image = render_points(Scene((Node(f"N{k}", float(x), float(y)),)).to_dict(), 448).convert("RGB")
         images.append(processor(images=[image], return_tensors="pt")["pixel_values"][0])
-        labels.append(k - 1)
+        if target == "label":
+            labels.append(k - 1)
+        else:  # the 3x3 region of the relative-localization task (cuts at 4 and 6)
+            col, row = (int(v >= 4) + int(v >= 6) for v in (x, y))
+            labels.append(3 * row + col)
     return torch.stack(images), torch.tensor(labels)
 
 
@@ -112,6 +150,14 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=128, help="side the processor resizes to (px)")
     ap.add_argument("--jitter", type=float, default=4.5, help="disc within +-J frame units of the centre")
     ap.add_argument("--pool", choices=("max", "mean"), default="max")
+    ap.add_argument(
+        "--target",
+        choices=("label", "region"),
+        default="label",
+        help="what the head predicts: the disc's label (5-way) or its 3x3 region (9-way: position)",
+    )
+    ap.add_argument("--white", choices=("zero", "one"), default="zero", help="pixel value of white")
+    ap.add_argument("--config", default="{}", help="JSON overrides of the tower config")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -130,32 +176,36 @@ def main() -> None:
         if args.device == "cuda-if-available"
         else args.device
     )
-    spec = dict(TOWERS[args.tower])
+    spec = {**TOWERS[args.tower], **json.loads(args.config)}
     model_type = spec.pop("model_type")
     torch.manual_seed(args.seed)
     size: Any = [args.image_size] * 2 if model_type == "hiera" else args.image_size
-    tower = AutoModel.from_config(AutoConfig.for_model(model_type, image_size=size, **spec))
+    if model_type not in ("regnet", "convnext", "poolformer"):  # convolutional: any input size
+        spec["image_size"] = size
+    tower = AutoModel.from_config(AutoConfig.for_model(model_type, **spec))
     side = args.image_size
     processor = CLIPImageProcessor(
         size={"height": side, "width": side},
         do_center_crop=False,
-        image_mean=[1.0, 1.0, 1.0],
+        image_mean=[1.0 if args.white == "zero" else 0.5] * 3,
         image_std=[0.5, 0.5, 0.5],
     )
     t0 = time.perf_counter()
-    x_train, y_train = _scenes(3000, 0, args.jitter, side, processor)
-    x_test, y_test = _scenes(200, 1, args.jitter, side, processor)
+    x_train, y_train = _scenes(3000, 0, args.jitter, side, processor, args.target)
+    x_test, y_test = _scenes(200, 1, args.jitter, side, processor, args.target)
     prep_s = time.perf_counter() - t0
     tower.to(device)
     x_train, y_train, x_test, y_test = (t.to(device) for t in (x_train, y_train, x_test, y_test))
 
     def features(x: Any) -> Any:
         h = tower(pixel_values=x, output_hidden_states=True).hidden_states[-1]
+        if h.dim() == 4:  # convolutional towers: (batch, channels, h, w) -> tokens
+            h = h.flatten(2).transpose(1, 2)
         return h.max(1).values if args.pool == "max" else h.mean(1)
 
     with torch.no_grad():
         width = features(x_test[:2]).shape[-1]
-    head = torch.nn.Linear(width, 5).to(device)
+    head = torch.nn.Linear(width, 5 if args.target == "label" else 9).to(device)
     opt = torch.optim.AdamW(list(tower.parameters()) + list(head.parameters()), lr=args.lr)
     gen = torch.Generator(device="cpu").manual_seed(args.seed)
     curve: list[tuple[int, float]] = []
@@ -178,6 +228,9 @@ def main() -> None:
         "image_size": side,
         "jitter": args.jitter,
         "pool": args.pool,
+        "target": args.target,
+        "white": args.white,
+        "config": args.config,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "device": str(device),
@@ -185,7 +238,7 @@ def main() -> None:
         "prep_s": round(prep_s, 1),
         "train_s": round(time.perf_counter() - t0, 1),
         "curve": curve,
-        "chance": 0.2,
+        "chance": 0.2 if args.target == "label" else None,
     }
     print(json.dumps(result))
 

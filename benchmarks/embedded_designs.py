@@ -147,6 +147,9 @@ def main() -> None:
     ap.add_argument("--tower", choices=("clip", "levit", "regnet", "poolformer"), default="clip")
     ap.add_argument("--widths", default="32,64,128,128", help="conv towers: widths of the stride-2 stages")
     ap.add_argument("--vision", default="{}", help="conv towers: JSON overrides of the tower config")
+    ap.add_argument(
+        "--projector-gain", type=float, default=1.0, help="scale of the projector's output layer at init"
+    )
     ap.add_argument("--white", choices=("zero", "one"), default="zero", help="pixel value of white")
     ap.add_argument("--order", choices=("first", "last"), default="first")
     ap.add_argument("--image-size", type=int, default=None, help="processor side (default: the spec's)")
@@ -188,6 +191,9 @@ def main() -> None:
         widths = [int(w) for w in args.widths.split(",")]
         vision, grid = _conv_tower(args.tower, spec.image_size, widths, json.loads(args.vision))
         model, image_processor, n_image = _fastvlm(tokenizer, spec, args.seed, vision, grid)
+    if args.projector_gain != 1.0:  # image tokens start small next to text embeddings
+        with torch.no_grad():
+            model.model.multi_modal_projector.linear_2.weight.mul_(args.projector_gain)
     if args.white == "one":  # ImageNet-style centring: white 1, black -1, zero padding visible
         image_processor.image_mean, image_processor.image_std = [0.5] * 3, [0.5] * 3
     else:
@@ -368,6 +374,7 @@ def main() -> None:
         "widths": args.widths,
         "vision": args.vision,
         "white": args.white,
+        "projector_gain": args.projector_gain,
         "order": args.order,
         "spec": overrides,
         "lr": args.lr,

@@ -191,14 +191,14 @@ def main() -> None:
         widths = [int(w) for w in args.widths.split(",")]
         vision, grid = _conv_tower(args.tower, spec.image_size, widths, json.loads(args.vision))
         model, image_processor, n_image = _fastvlm(tokenizer, spec, args.seed, vision, grid)
+    else:
+        model = E.build_model(spec, tokenizer, args.seed)
+        image_processor, n_image = E.build_processor(spec, tokenizer).image_processor, spec.image_tokens
     if args.projector_gain != 1.0:  # image tokens start small next to text embeddings
         with torch.no_grad():
             model.model.multi_modal_projector.linear_2.weight.mul_(args.projector_gain)
     if args.white == "one":  # ImageNet-style centring: white 1, black -1, zero padding visible
         image_processor.image_mean, image_processor.image_std = [0.5] * 3, [0.5] * 3
-    else:
-        model = E.build_model(spec, tokenizer, args.seed)
-        image_processor, n_image = E.build_processor(spec, tokenizer).image_processor, spec.image_tokens
     model.to(device)
 
     data = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sparkle-designs-"))

@@ -42,14 +42,41 @@ from typing import Any
 from embedded_learning import _generate  # type: ignore[import-not-found]
 
 
-def _levit(tokenizer: Any, spec: Any, seed: int) -> tuple[Any, Any, int]:
-    """LLaVA with LeViT's conv stem as the tower (hidden state 0: the stem output, 16 x stride)."""
+def _assemble(
+    config_cls: Any,
+    model_cls: Any,
+    tokenizer: Any,
+    spec: Any,
+    seed: int,
+    vision: dict[str, Any],
+    grid: int,
+    **extra: Any,
+) -> tuple[Any, Any, int]:
+    """A LLaVA-family model: tower config ``vision`` -> MLP projector -> the spec's Llama decoder.
+
+    Returns the model, the embedded image processor and the number of image tokens (``grid``
+    squared).
+    """
     import torch
-    from transformers import LlavaConfig, LlavaForConditionalGeneration
 
     from sparkle_vlm.models import embedded as E
 
-    grid = spec.image_size // 16
+    config = config_cls(
+        vision_config=vision,
+        text_config=E.build_config(spec, tokenizer).text_config.to_dict(),
+        image_token_id=tokenizer.convert_tokens_to_ids(E.IMAGE),
+        image_seq_length=grid * grid,
+        tie_word_embeddings=True,
+        **extra,
+    )
+    torch.manual_seed(seed)
+    return model_cls(config), E.build_processor(spec, tokenizer).image_processor, grid * grid
+
+
+def _levit(tokenizer: Any, spec: Any, seed: int) -> tuple[Any, Any, int]:
+    """LLaVA with LeViT's conv stem as the tower (hidden state 0: the stem output, 16 x stride)."""
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
     vision = {
         "model_type": "levit",
         "image_size": spec.image_size,
@@ -62,46 +89,25 @@ def _levit(tokenizer: Any, spec: Any, seed: int) -> tuple[Any, Any, int]:
         "mlp_ratio": [2, 2, 2],
         "hidden_size": spec.vision_hidden,  # LLaVA's projector reads the tower width here
     }
-    text = E.build_config(spec, tokenizer).text_config.to_dict()
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids(E.IMAGE),
-        image_seq_length=grid * grid,
+    return _assemble(
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        tokenizer,
+        spec,
+        seed,
+        vision,
+        spec.image_size // 16,
         vision_feature_layer=-4,
         vision_feature_select_strategy="full",
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    return (
-        LlavaForConditionalGeneration(config),
-        E.build_processor(spec, tokenizer).image_processor,
-        grid * grid,
     )
 
 
 def _fastvlm(tokenizer: Any, spec: Any, seed: int, vision: dict[str, Any], grid: int) -> tuple[Any, Any, int]:
     """FastVLM (conv tower -> MLP projector -> decoder): the tower's last feature map, flattened,
     is the image tokens (``grid`` squared of them)."""
-    import torch
     from transformers import FastVlmConfig, FastVlmForConditionalGeneration
 
-    from sparkle_vlm.models import embedded as E
-
-    text = E.build_config(spec, tokenizer).text_config.to_dict()
-    config = FastVlmConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids(E.IMAGE),
-        image_seq_length=grid * grid,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    return (
-        FastVlmForConditionalGeneration(config),
-        E.build_processor(spec, tokenizer).image_processor,
-        grid * grid,
-    )
+    return _assemble(FastVlmConfig, FastVlmForConditionalGeneration, tokenizer, spec, seed, vision, grid)
 
 
 def _conv_tower(

@@ -156,6 +156,9 @@ def main() -> None:
     ap.add_argument(
         "--projector-gain", type=float, default=1.0, help="scale of the projector's output layer at init"
     )
+    ap.add_argument(
+        "--connector-lr-mult", type=float, default=1.0, help="learning-rate multiple for tower + projector"
+    )
     ap.add_argument("--white", choices=("zero", "one"), default="zero", help="pixel value of white")
     ap.add_argument("--order", choices=("first", "last"), default="first")
     ap.add_argument("--image-size", type=int, default=None, help="processor side (default: the spec's)")
@@ -167,6 +170,12 @@ def main() -> None:
         "--warmup-stages",
         default="",
         help="1-disc stages before the demo's data, e.g. read:400,where:400 (label / 3x3 region)",
+    )
+    ap.add_argument(
+        "--one-disc-jitter",
+        type=float,
+        default=4.5,
+        help="warm-up stages: the disc lies within +-J frame units of the centre (4.5: anywhere)",
     )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -232,7 +241,7 @@ def main() -> None:
         rows = []
         for i in range(n):
             k = int(rng.integers(1, 6))
-            x, y = (float(v) for v in rng.uniform(0.5, 9.5, size=2))
+            x, y = (float(v) for v in 5.0 + rng.uniform(-args.one_disc_jitter, args.one_disc_jitter, size=2))
             key = f"{kind}-{split}-{i}"
             image = render_points(Scene((Node(f"N{k}", x, y),)).to_dict(), 448).convert("RGB")
             pixels[key] = image_processor(images=[image], return_tensors="pt")["pixel_values"][0].half()
@@ -334,16 +343,25 @@ def main() -> None:
         model.train()
         return round(hits / len(rows), 3)
 
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    # The tower and projector can learn at a multiple of the decoder's rate (--connector-lr-mult).
+    image_side = [
+        p for n, p in model.named_parameters() if "vision_tower" in n or "multi_modal_projector" in n
+    ]
+    ids_image_side = {id(p) for p in image_side}
+    groups = [
+        {"params": image_side, "mult": args.connector_lr_mult},
+        {"params": [p for p in model.parameters() if id(p) not in ids_image_side], "mult": 1.0},
+    ]
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
     gen0 = torch.Generator().manual_seed(args.seed + 1)
     t_stage = time.perf_counter()
     for kind, n_steps in stages:
         rows, held_out = one_disc[kind]
         for group in opt.param_groups:
-            group["lr"] = args.lr
+            group["lr"] = args.lr * group["mult"]
         for step in range(1, n_steps + 1):
             for group in opt.param_groups:  # linear warmup over 5%, then constant
-                group["lr"] = args.lr * min(1.0, step / max(1, int(0.05 * n_steps)))
+                group["lr"] = args.lr * group["mult"] * min(1.0, step / max(1, int(0.05 * n_steps)))
             idx = torch.randint(0, len(rows), (args.batch_size,), generator=gen0)
             ids, mask, labels, pv = collate([rows[int(i)] for i in idx])
             loss = model(input_ids=ids, attention_mask=mask, pixel_values=pv, labels=labels).loss
@@ -365,7 +383,7 @@ def main() -> None:
                     flush=True,
                 )
     for group in opt.param_groups:
-        group["lr"] = args.lr
+        group["lr"] = args.lr * group["mult"]
     warm = max(1, int(0.05 * args.steps))
 
     def schedule(step: int) -> float:
@@ -381,6 +399,7 @@ def main() -> None:
         "vision": args.vision,
         "white": args.white,
         "projector_gain": args.projector_gain,
+        "connector_lr_mult": args.connector_lr_mult,
         "order": args.order,
         "spec": overrides,
         "lr": args.lr,

@@ -169,7 +169,8 @@ def main() -> None:
     ap.add_argument(
         "--warmup-stages",
         default="",
-        help="1-disc stages before the demo's data, e.g. read:400,where:400 (label / 3x3 region)",
+        help="1-disc stages before the demo's data, e.g. read:400,where:400 (label / 3x3 region); "
+        "read@1.5:200 places the disc within +-1.5 of the centre",
     )
     ap.add_argument(
         "--one-disc-jitter",
@@ -229,7 +230,11 @@ def main() -> None:
     pixels: dict[str, Any] = {}
 
     def _one_disc(kind: str, n: int, split: int) -> list[Any]:
-        """1-disc scenes anywhere on the canvas: "read" asks the label, "where" its 3x3 region."""
+        """1-disc scenes: "read" asks the label, "where" its 3x3 region.
+
+        The disc lies within +-J frame units of the centre: J is ``--one-disc-jitter``, or the
+        stage's own when it is written ``read@J`` (a curriculum can widen it stage by stage).
+        """
         import numpy as np
 
         from sparkle_vlm import geometry
@@ -237,15 +242,19 @@ def main() -> None:
         from sparkle_vlm.scene import Node, Scene
         from sparkle_vlm.tasks import templates
 
-        rng = np.random.default_rng([11, split, args.seed, len(kind)])
+        task, _, stage_jitter = kind.partition("@")
+        jitter = float(stage_jitter) if stage_jitter else args.one_disc_jitter
+        # Stages at their own jitter draw their own scenes (plain stages keep their earlier seeds).
+        extra = [round(jitter * 100)] if stage_jitter else []
+        rng = np.random.default_rng([11, split, args.seed, len(task), *extra])
         rows = []
         for i in range(n):
             k = int(rng.integers(1, 6))
-            x, y = (float(v) for v in 5.0 + rng.uniform(-args.one_disc_jitter, args.one_disc_jitter, size=2))
+            x, y = (float(v) for v in 5.0 + rng.uniform(-jitter, jitter, size=2))
             key = f"{kind}-{split}-{i}"
             image = render_points(Scene((Node(f"N{k}", x, y),)).to_dict(), 448).convert("RGB")
             pixels[key] = image_processor(images=[image], return_tensors="pt")["pixel_values"][0].half()
-            if kind == "read":
+            if task == "read":
                 rec = {
                     "q": "What is the label of the object?",
                     "a": f" N{k}",

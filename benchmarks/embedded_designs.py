@@ -227,6 +227,13 @@ def main() -> None:
         return int(tokenizer.convert_tokens_to_ids(token))
 
     user, eos, assistant, image_tok = tid(E.USER), tid(E.EOS), tid(E.ASSISTANT), tid(E.IMAGE)
+
+    def prompt_ids(question_ids: list[int]) -> list[int]:
+        image = [image_tok] * n_image
+        if args.order == "first":
+            return [user, *image, *question_ids, eos, assistant]
+        return [user, *question_ids, eos, assistant, *image]
+
     pixels: dict[str, Any] = {}
 
     def _one_disc(kind: str, n: int, split: int) -> list[Any]:
@@ -271,12 +278,7 @@ def main() -> None:
                 }
             q = tokenizer(rec["q"], add_special_tokens=False)["input_ids"]
             a = tokenizer(rec["a"], add_special_tokens=False)["input_ids"] + [eos]
-            image_ids = [image_tok] * n_image
-            prompt = (
-                [user, *image_ids, *q, eos, assistant]
-                if args.order == "first"
-                else [user, *q, eos, assistant, *image_ids]
-            )
+            prompt = prompt_ids(q)
             rec["choice_ids"] = [
                 tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in rec["choices"]
             ]
@@ -288,11 +290,7 @@ def main() -> None:
         question = rec["messages"][0]["content"][1]["text"]
         question_ids = tokenizer(question, add_special_tokens=False)["input_ids"]
         answer_ids = tokenizer(rec["answer"], add_special_tokens=False)["input_ids"] + [eos]
-        image = [image_tok] * n_image
-        if args.order == "first":
-            prompt = [user, *image, *question_ids, eos, assistant]
-        else:
-            prompt = [user, *question_ids, eos, assistant, *image]
+        prompt = prompt_ids(question_ids)
         path = str(folder / rec["images"][0])
         if path not in pixels:
             with Image.open(path) as im:
@@ -362,22 +360,26 @@ def main() -> None:
         {"params": [p for p in model.parameters() if id(p) not in ids_image_side], "mult": 1.0},
     ]
     opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
+
+    def train_step(rows: list[Any], generator: Any) -> Any:
+        """One optimizer step on a random batch of ``rows``; returns the loss."""
+        idx = torch.randint(0, len(rows), (args.batch_size,), generator=generator)
+        ids, mask, labels, pv = collate([rows[int(i)] for i in idx])
+        loss = model(input_ids=ids, attention_mask=mask, pixel_values=pv, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
     gen0 = torch.Generator().manual_seed(args.seed + 1)
     t_stage = time.perf_counter()
     for kind, n_steps in stages:
         rows, held_out = one_disc[kind]
-        for group in opt.param_groups:
-            group["lr"] = args.lr * group["mult"]
         for step in range(1, n_steps + 1):
             for group in opt.param_groups:  # linear warmup over 5%, then constant
                 group["lr"] = args.lr * group["mult"] * min(1.0, step / max(1, int(0.05 * n_steps)))
-            idx = torch.randint(0, len(rows), (args.batch_size,), generator=gen0)
-            ids, mask, labels, pv = collate([rows[int(i)] for i in idx])
-            loss = model(input_ids=ids, attention_mask=mask, pixel_values=pv, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            loss = train_step(rows, gen0)
             if step % args.eval_every == 0 or step == n_steps:
                 print(
                     json.dumps(
@@ -428,14 +430,8 @@ def main() -> None:
     t0 = time.perf_counter()
     ema: float | None = None
     for step in range(1, args.steps + 1):
-        idx = torch.randint(0, len(train), (args.batch_size,), generator=gen)
-        ids, mask, labels, pv = collate([train[int(i)] for i in idx])
-        loss = model(input_ids=ids, attention_mask=mask, pixel_values=pv, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = train_step(train, gen)
         sched.step()
-        opt.zero_grad(set_to_none=True)
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         out_of_time = time.perf_counter() - t0 > args.max_time
         if step % args.eval_every == 0 or step == args.steps or out_of_time:

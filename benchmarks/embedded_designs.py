@@ -22,7 +22,15 @@ tokens. Variants:
   object?" -> `` N3``; "Where is the object located?" with the 9 region options -> a letter),
   each scored on 200 held-out scenes;
 - ``--order first`` (image, then question, as the shipped chat template) or ``last`` (question,
-  then image, so the answer is predicted at the last image token).
+  then image, so the answer is predicted at the last image token);
+- ``--tower cnn-max`` / ``cnn-conv``: a plain CNN (3x3 conv + BatchNorm + ReLU per stage, max-pool
+  or strided-conv downsampling; not a library class, for diagnosis) swapped into FastVLM;
+- ``--pretrain-tower N``: N steps of vision-tower pretraining before anything else, on per-token
+  targets computed from the demo's own scene records (``--pretrain-target dense``: label of the
+  disc centred in each token's cell, its coordinates, the token's row and column) or on 1-disc
+  labels through a mean-pooled head (``label``); the head is dropped afterwards.
+  ``--freeze-tower`` keeps the tower fixed (and in eval mode) after that; ``--only-tasks``
+  restricts the demo's rows to some tasks (e.g. ``localization``).
 
 Scored on the basic MCQ test set (``basic-test``, 600 questions) by the option letter with the
 highest logit at the answer position (no generation, so nothing is unparsable). Chance: 12.5 /
@@ -148,9 +156,41 @@ def _conv_tower(
     return {**vision, "hidden_size": widths[-1], **overrides}, grid
 
 
+def _plain_cnn(widths: list[int], down: str) -> Any:
+    """A plain CNN tower (not a library class; for comparison only): 3x3 conv + BatchNorm + ReLU
+    per stage, the first at full resolution, each later stage after a 2x2 max-pool (``down="max"``)
+    or a 3x3 stride-2 conv (``"conv"``). Returns a module FastVLM can call as its vision tower."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
+    layers: list[Any] = []
+    cin = 3
+    for i, w in enumerate([widths[0] // 2, *widths]):
+        if i:
+            layers += (
+                [torch.nn.MaxPool2d(2)]
+                if down == "max"
+                else [torch.nn.Conv2d(cin, cin, 3, 2, 1), torch.nn.BatchNorm2d(cin), torch.nn.ReLU()]
+            )
+        layers += [torch.nn.Conv2d(cin, w, 3, 1, 1), torch.nn.BatchNorm2d(w), torch.nn.ReLU()]
+        cin = w
+
+    class Tower(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(*layers)
+
+        def forward(self, pixel_values: Any, **_: Any) -> Any:
+            return BaseModelOutput(last_hidden_state=self.net(pixel_values))
+
+    return Tower()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tower", choices=("clip", "levit", "regnet", "poolformer"), default="clip")
+    ap.add_argument(
+        "--tower", choices=("clip", "levit", "regnet", "poolformer", "cnn-max", "cnn-conv"), default="clip"
+    )
     ap.add_argument("--widths", default="32,64,128,128", help="conv towers: widths of the stride-2 stages")
     ap.add_argument("--vision", default="{}", help="conv towers: JSON overrides of the tower config")
     ap.add_argument(
@@ -178,6 +218,20 @@ def main() -> None:
         default=4.5,
         help="warm-up stages: the disc lies within +-J frame units of the centre (4.5: anywhere)",
     )
+    ap.add_argument(
+        "--pretrain-tower",
+        type=int,
+        default=0,
+        help="steps of vision-tower pretraining before everything (--pretrain-target says on what)",
+    )
+    ap.add_argument(
+        "--pretrain-target",
+        choices=("dense", "label"),
+        default="dense",
+        help="tower pretraining: per-token targets on the demo's scenes, or 1-disc labels (mean-pooled head)",
+    )
+    ap.add_argument("--only-tasks", default="", help="train only on rows of these tasks, e.g. localization")
+    ap.add_argument("--freeze-tower", action="store_true", help="keep the tower fixed after pretraining")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--eval-every", type=int, default=200)
@@ -203,10 +257,13 @@ def main() -> None:
     tokenizer = E.build_tokenizer()
     if args.tower == "levit":
         model, image_processor, n_image = _levit(tokenizer, spec, args.seed)
-    elif args.tower in ("regnet", "poolformer"):
+    elif args.tower in ("regnet", "poolformer", "cnn-max", "cnn-conv"):
         widths = [int(w) for w in args.widths.split(",")]
-        vision, grid = _conv_tower(args.tower, spec.image_size, widths, json.loads(args.vision))
+        kind = "poolformer" if args.tower.startswith("cnn") else args.tower
+        vision, grid = _conv_tower(kind, spec.image_size, widths, json.loads(args.vision))
         model, image_processor, n_image = _fastvlm(tokenizer, spec, args.seed, vision, grid)
+        if args.tower.startswith("cnn"):
+            model.model.vision_tower = _plain_cnn(widths, args.tower[4:])
     else:
         model = E.build_model(spec, tokenizer, args.seed)
         image_processor, n_image = E.build_processor(spec, tokenizer).image_processor, spec.image_tokens
@@ -300,6 +357,8 @@ def main() -> None:
 
     train = [encode(r, data / "basic-train") for r in read_jsonl(data / "basic-train" / "data.jsonl")]
     train += [encode(r, data / "instruct") for r in read_jsonl(data / "instruct" / "data.jsonl")]
+    if args.only_tasks:
+        train = [row for row in train if row[3]["task"] in args.only_tasks.split(",")]
     test = [encode(r, data / "basic-test") for r in read_jsonl(data / "basic-test" / "data.jsonl")]
     stages = [(k, int(n)) for k, n in (x.split(":") for x in args.warmup_stages.split(",") if x)]
     one_disc = {kind: (_one_disc(kind, 3000, 0), _one_disc(kind, 200, 1)) for kind, _ in stages}
@@ -372,7 +431,127 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         return loss
 
+    def dense_targets(rows: list[Any]) -> tuple[list[str], Any, Any, Any]:
+        """Per-token targets from the scene records: the label of the disc centred in each token's
+        cell (0: none), that disc's frame coordinates / frame, and each token's own row and column."""
+        grid = int(round(n_image**0.5))
+        seen: dict[str, Any] = {}
+        for _, _, path, rec in rows:
+            seen.setdefault(path, rec["scene"])
+        keys = list(seen)
+        label = torch.zeros(len(keys), grid, grid, dtype=torch.long)
+        xy = torch.zeros(len(keys), 2, grid, grid)
+        for i, key in enumerate(keys):
+            scene = seen[key]
+            frame = float(scene.get("frame", 10))
+            for node in scene["nodes"]:
+                col = min(grid - 1, int(node["x"] / frame * grid))
+                row = min(grid - 1, int((1 - node["y"] / frame) * grid))
+                label[i, row, col] = int(node["label"][1:])
+                xy[i, :, row, col] = torch.tensor([node["x"] / frame, node["y"] / frame])
+        return keys, label, xy, grid
+
+    def pretrain_tower(tower: Any, rows: list[Any], held: list[Any], generator: Any) -> None:
+        """Teach the tower, before anything else, what each token holds: a dense per-token head
+        (label of the disc centred there, its coordinates, the token's row and column), trained on
+        the demo's own scenes; the head is dropped afterwards."""
+        keys, label, xy, grid = dense_targets(rows)
+        hkeys, hlabel, _, _ = dense_targets(held)
+        with torch.no_grad():
+            width = tower(pixels[keys[0]][None].float().to(device)).last_hidden_state.shape[1]
+        head = torch.nn.Conv2d(width, 13 + 2 + 2 * grid, 1).to(device)
+        popt = torch.optim.AdamW([*tower.parameters(), *head.parameters()], lr=args.lr)
+        pos = torch.arange(grid, device=device)
+        # Most tokens are empty: weight them down so the few disc tokens drive the label loss.
+        weight = torch.tensor([0.05] + [1.0] * 12, device=device)
+        t_pre = time.perf_counter()
+
+        def predict(batch_keys: list[str]) -> Any:
+            pv = torch.stack([pixels[k] for k in batch_keys]).float().to(device)
+            return head(tower(pv).last_hidden_state)
+
+        for step in range(1, args.pretrain_tower + 1):
+            idx = torch.randint(0, len(keys), (args.batch_size,), generator=generator)
+            out = predict([keys[int(i)] for i in idx])
+            lab, target_xy = label[idx].to(device), xy[idx].to(device)
+            present = (lab > 0).unsqueeze(1).float()
+            b = len(idx)
+            loss = (
+                torch.nn.functional.cross_entropy(out[:, :13], lab, weight=weight)
+                + 10 * ((out[:, 13:15] - target_xy) ** 2 * present).sum() / present.sum().clamp(min=1)
+                + torch.nn.functional.cross_entropy(
+                    out[:, 15 : 15 + grid], pos.view(1, grid, 1).expand(b, grid, grid)
+                )
+                + torch.nn.functional.cross_entropy(
+                    out[:, 15 + grid :], pos.view(1, 1, grid).expand(b, grid, grid)
+                )
+            )
+            loss.backward()
+            popt.step()
+            popt.zero_grad(set_to_none=True)
+            if step % args.eval_every == 0 or step == args.pretrain_tower:
+                tower.eval()
+                with torch.no_grad():
+                    pred = torch.cat(
+                        [predict(hkeys[i : i + 64])[:, :13].argmax(1).cpu() for i in range(0, len(hkeys), 64)]
+                    )
+                tower.train()
+                disc = hlabel > 0
+                print(
+                    json.dumps(
+                        {
+                            "stage": "pretrain-tower",
+                            "step": step,
+                            "train_s": round(time.perf_counter() - t_pre, 1),
+                            "loss": round(loss.item(), 4),
+                            "disc_label_accuracy": round(
+                                (pred[disc] == hlabel[disc]).float().mean().item(), 3
+                            ),
+                            "empty_accuracy": round((pred[~disc] == 0).float().mean().item(), 3),
+                        }
+                    ),
+                    flush=True,
+                )
+
+    def pretrain_tower_on_labels(tower: Any, generator: Any) -> None:
+        """1-disc scenes, the tower's tokens mean-pooled into a linear 5-way label head."""
+        rows, held_out = _one_disc("read", 3000, 0), _one_disc("read", 200, 1)
+        with torch.no_grad():
+            width = tower(collate(rows[:2])[3]).last_hidden_state.shape[1]
+        probe = torch.nn.Linear(width, 5).to(device)
+        popt = torch.optim.AdamW([*tower.parameters(), *probe.parameters()], lr=args.lr)
+
+        def pooled(pv: Any) -> Any:
+            return probe(tower(pv).last_hidden_state.flatten(2).mean(-1))
+
+        for _ in range(args.pretrain_tower):
+            idx = torch.randint(0, len(rows), (args.batch_size,), generator=generator)
+            batch = [rows[int(i)] for i in idx]
+            target = torch.tensor([r[3]["answer_index"] for r in batch], device=device)
+            loss = torch.nn.functional.cross_entropy(pooled(collate(batch)[3]), target)
+            loss.backward()
+            popt.step()
+            popt.zero_grad(set_to_none=True)
+        tower.eval()
+        with torch.no_grad():
+            pv, target = collate(held_out)[3], torch.tensor([r[3]["answer_index"] for r in held_out])
+            acc = (pooled(pv).argmax(-1).cpu() == target).float().mean().item()
+        tower.train()
+        print(
+            json.dumps({"stage": "pretrain-tower", "steps": args.pretrain_tower, "accuracy": round(acc, 3)})
+        )
+
     gen0 = torch.Generator().manual_seed(args.seed + 1)
+    tower = model.model.vision_tower
+    if args.pretrain_tower and args.pretrain_target == "dense":
+        pretrain_tower(tower, train, test, gen0)
+    elif args.pretrain_tower:
+        pretrain_tower_on_labels(tower, gen0)
+    if args.freeze_tower:
+        for p in tower.parameters():
+            p.requires_grad_(False)
+        tower.eval()
+        model.train = lambda mode=True: (torch.nn.Module.train(model, mode), tower.eval())[0]  # type: ignore[method-assign]
     t_stage = time.perf_counter()
     for kind, n_steps in stages:
         rows, held_out = one_disc[kind]

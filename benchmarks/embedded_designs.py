@@ -29,8 +29,13 @@ tokens. Variants:
   targets computed from the demo's own scene records (``--pretrain-target dense``: label of the
   disc centred in each token's cell, its coordinates, the token's row and column) or on 1-disc
   labels through a mean-pooled head (``label``); the head is dropped afterwards.
-  ``--freeze-tower`` keeps the tower fixed (and in eval mode) after that; ``--only-tasks``
-  restricts the demo's rows to some tasks (e.g. ``localization``).
+  ``--pretrain-lr`` is its learning rate. ``--freeze-tower`` keeps the tower fixed (and in eval
+  mode) after that; ``--only-tasks`` restricts the demo's rows to some tasks (e.g.
+  ``localization``);
+- lookup stages for ``--warmup-stages``: ``findK`` (K discs, "Where is the N3 object located?"
+  with the region options), ``tailK`` (the same with the prompt ending at the asked label, a
+  one-hop lookup) and ``recallK`` (the same scene written out as text, no image:
+  "N3 A N1 F ... Where is the object N1" -> " F").
 
 Scored on the basic MCQ test set (``basic-test``, 600 questions) by the option letter with the
 highest logit at the answer position (no generation, so nothing is unparsable). Chance: 12.5 /
@@ -231,6 +236,7 @@ def main() -> None:
         help="tower pretraining: per-token targets on the demo's scenes, or 1-disc labels (mean-pooled head)",
     )
     ap.add_argument("--only-tasks", default="", help="train only on rows of these tasks, e.g. localization")
+    ap.add_argument("--pretrain-lr", type=float, default=1e-3, help="learning rate of the tower pretraining")
     ap.add_argument("--freeze-tower", action="store_true", help="keep the tower fixed after pretraining")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -294,7 +300,9 @@ def main() -> None:
     pixels: dict[str, Any] = {}
 
     def _one_disc(kind: str, n: int, split: int) -> list[Any]:
-        """1-disc scenes: "read" asks the label, "where" its 3x3 region.
+        """1-disc scenes: "read" asks the label, "where" its 3x3 region; ``findK``: K discs
+        (labels drawn from N1..N5, at least 1.5 frame units apart), "Where is the N3 object
+        located?" in the basic MCQ's words.
 
         The disc lies within +-J frame units of the centre: J is ``--one-disc-jitter``, or the
         stage's own when it is written ``read@J`` (a curriculum can widen it stage by stage).
@@ -311,12 +319,50 @@ def main() -> None:
         # Stages at their own jitter draw their own scenes (plain stages keep their earlier seeds).
         extra = [round(jitter * 100)] if stage_jitter else []
         rng = np.random.default_rng([11, split, args.seed, len(task), *extra])
+        # ``tailK``: as ``findK``, but the prompt ends with the asked label, so the answer is
+        # predicted at the label token itself (a one-hop lookup: no copy to an answer position).
+        # ``recallK``: text only, the same lookup with the scene written out ("N3 A N1 F ... Where
+        # is the object N1" -> " F", the letter of N1's region): can the decoder learn it at all?
+        discs = (
+            int(task[4:])
+            if task.startswith(("find", "tail"))
+            else int(task[6:])
+            if task.startswith("recall")
+            else 1
+        )
+        if discs > 1:  # k-disc stages draw their own scenes
+            rng = np.random.default_rng([11, split, args.seed, len(task), discs])
         rows = []
         for i in range(n):
-            k = int(rng.integers(1, 6))
-            x, y = (float(v) for v in 5.0 + rng.uniform(-jitter, jitter, size=2))
+            if discs == 1:  # the draws of the original 1-disc stages, kept for their logged runs
+                labels = [int(rng.integers(1, 6))]
+                points = [(float(v), float(w)) for v, w in [5.0 + rng.uniform(-jitter, jitter, size=2)]]
+            else:
+                labels = [int(v) + 1 for v in rng.choice(5, size=discs, replace=False)]
+                points = []
+                while len(points) < discs:  # discs at least 1.5 frame units apart
+                    px, py = (float(v) for v in 5.0 + rng.uniform(-jitter, jitter, size=2))
+                    if all((px - qx) ** 2 + (py - qy) ** 2 >= 1.5**2 for qx, qy in points):
+                        points.append((px, py))
+            k, (x, y) = labels[0], points[0]  # the disc the question is about
             key = f"{kind}-{split}-{i}"
-            image = render_points(Scene((Node(f"N{k}", x, y),)).to_dict(), 448).convert("RGB")
+            if task.startswith("recall"):
+                letters = [chr(ord("A") + j) for j in range(len(geometry.REGIONS))]
+                mark = [letters[geometry.REGIONS.index(geometry.region(px, py))] for px, py in points]
+                order = [int(j) for j in rng.permutation(discs)]
+                context = " ".join(f"N{labels[j]} {mark[j]}" for j in order)
+                rec = {"q": f" {context}\nWhere is the object N{k}", "a": f" {mark[0]}"}
+                rec["choices"] = [f" {c}" for c in letters]
+                q = tokenizer(rec["q"], add_special_tokens=False)["input_ids"]
+                a = tokenizer(rec["a"], add_special_tokens=False)["input_ids"] + [eos]
+                rec["choice_ids"] = [
+                    tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in rec["choices"]
+                ]
+                rec["answer_index"] = rec["choices"].index(rec["a"])
+                rows.append(([user, *q], a, None, rec))
+                continue
+            nodes = tuple(Node(f"N{lab}", px, py) for lab, (px, py) in zip(labels, points, strict=True))
+            image = render_points(Scene(nodes).to_dict(), 448).convert("RGB")
             pixels[key] = image_processor(images=[image], return_tensors="pt")["pixel_values"][0].half()
             if task == "read":
                 rec = {
@@ -328,14 +374,23 @@ def main() -> None:
                 letters = [chr(ord("A") + j) for j in range(len(geometry.REGIONS))]
                 options = templates.options_text(list(geometry.REGIONS))
                 answer = letters[geometry.REGIONS.index(geometry.region(x, y))]
+                if task.startswith("find"):
+                    question = (
+                        f"Where is the N{k} object located?\nOptions: {options}\n"
+                        "Respond with the correct option letter in \\boxed{option}."
+                    )
+                elif task.startswith("tail"):
+                    question = f"Options: {options}\nWhere is the object N{k}"
+                else:
+                    question = f"Where is the object located?\nOptions: {options}"
                 rec = {
-                    "q": f"Where is the object located?\nOptions: {options}",
+                    "q": question,
                     "a": answer,
                     "choices": letters,
                 }
             q = tokenizer(rec["q"], add_special_tokens=False)["input_ids"]
             a = tokenizer(rec["a"], add_special_tokens=False)["input_ids"] + [eos]
-            prompt = prompt_ids(q)
+            prompt = [user, *[image_tok] * n_image, *q] if task.startswith("tail") else prompt_ids(q)
             rec["choice_ids"] = [
                 tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in rec["choices"]
             ]
@@ -374,6 +429,8 @@ def main() -> None:
             ids[i, : len(seq)] = torch.tensor(seq)
             mask[i, : len(seq)] = 1
             labels[i, len(p) : len(seq)] = torch.tensor(a)
+        if samples[0][2] is None:  # text-only rows (``recallK``)
+            return ids.to(device), mask.to(device), labels.to(device), None
         pv = torch.stack([pixels[s[2]] for s in samples]).float()
         return ids.to(device), mask.to(device), labels.to(device), pv.to(device)
 
@@ -460,7 +517,7 @@ def main() -> None:
         with torch.no_grad():
             width = tower(pixels[keys[0]][None].float().to(device)).last_hidden_state.shape[1]
         head = torch.nn.Conv2d(width, 13 + 2 + 2 * grid, 1).to(device)
-        popt = torch.optim.AdamW([*tower.parameters(), *head.parameters()], lr=args.lr)
+        popt = torch.optim.AdamW([*tower.parameters(), *head.parameters()], lr=args.pretrain_lr)
         pos = torch.arange(grid, device=device)
         # Most tokens are empty: weight them down so the few disc tokens drive the label loss.
         weight = torch.tensor([0.05] + [1.0] * 12, device=device)
@@ -519,7 +576,7 @@ def main() -> None:
         with torch.no_grad():
             width = tower(collate(rows[:2])[3]).last_hidden_state.shape[1]
         probe = torch.nn.Linear(width, 5).to(device)
-        popt = torch.optim.AdamW([*tower.parameters(), *probe.parameters()], lr=args.lr)
+        popt = torch.optim.AdamW([*tower.parameters(), *probe.parameters()], lr=args.pretrain_lr)
 
         def pooled(pv: Any) -> Any:
             return probe(tower(pv).last_hidden_state.flatten(2).mean(-1))

@@ -331,15 +331,12 @@ def main() -> None:
         # predicted at the label token itself (a one-hop lookup: no copy to an answer position).
         # ``recallK``: text only, the same lookup with the scene written out ("N3 A N1 F ... Where
         # is the object N1" -> " F", the letter of N1's region): can the decoder learn it at all?
-        discs = (
-            int(task[4:])
-            if task.startswith(("find", "tail"))
-            else int(task[6:])
-            if task.startswith("recall")
-            else 1
-        )
+        prefix = next((p for p in ("find", "tail", "recall") if task.startswith(p)), "")
+        discs = int(task[len(prefix) :]) if prefix else 1
         if discs > 1:  # k-disc stages draw their own scenes
             rng = np.random.default_rng([11, split, args.seed, len(task), discs])
+        letters = [chr(ord("A") + j) for j in range(len(geometry.REGIONS))]
+        options = templates.options_text(list(geometry.REGIONS))
         rows = []
         for i in range(n):
             if discs == 1:  # the draws of the original 1-disc stages, kept for their logged runs
@@ -352,53 +349,49 @@ def main() -> None:
                     px, py = (float(v) for v in 5.0 + rng.uniform(-jitter, jitter, size=2))
                     if all((px - qx) ** 2 + (py - qy) ** 2 >= 1.5**2 for qx, qy in points):
                         points.append((px, py))
-            k, (x, y) = labels[0], points[0]  # the disc the question is about
-            key = f"{kind}-{split}-{i}"
-            if task.startswith("recall"):
-                letters = [chr(ord("A") + j) for j in range(len(geometry.REGIONS))]
-                mark = [letters[geometry.REGIONS.index(geometry.region(px, py))] for px, py in points]
+            k = labels[0]  # the disc the question is about
+            mark = [letters[geometry.REGIONS.index(geometry.region(px, py))] for px, py in points]
+            key: str | None = f"{kind}-{split}-{i}"
+            if prefix == "recall":
                 order = [int(j) for j in rng.permutation(discs)]
                 context = " ".join(f"N{labels[j]} {mark[j]}" for j in order)
-                rec = {"q": f" {context}\nWhere is the object N{k}", "a": f" {mark[0]}"}
-                rec["choices"] = [f" {c}" for c in letters]
-                q = tokenizer(rec["q"], add_special_tokens=False)["input_ids"]
-                a = tokenizer(rec["a"], add_special_tokens=False)["input_ids"] + [eos]
-                rec["choice_ids"] = [
-                    tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in rec["choices"]
-                ]
-                rec["answer_index"] = rec["choices"].index(rec["a"])
-                rows.append(([user, *q], a, None, rec))
-                continue
-            nodes = tuple(Node(f"N{lab}", px, py) for lab, (px, py) in zip(labels, points, strict=True))
-            image = render_points(Scene(nodes).to_dict(), 448).convert("RGB")
-            pixels[key] = image_processor(images=[image], return_tensors="pt")["pixel_values"][0].half()
-            if task == "read":
                 rec = {
-                    "q": "What is the label of the object?",
-                    "a": f" N{k}",
-                    "choices": [f" N{j}" for j in range(1, 6)],
+                    "q": f" {context}\nWhere is the object N{k}",
+                    "a": f" {mark[0]}",
+                    "choices": [f" {c}" for c in letters],
                 }
+                key = None  # text only
             else:
-                letters = [chr(ord("A") + j) for j in range(len(geometry.REGIONS))]
-                options = templates.options_text(list(geometry.REGIONS))
-                answer = letters[geometry.REGIONS.index(geometry.region(x, y))]
-                if task.startswith("find"):
-                    question = (
-                        f"Where is the N{k} object located?\nOptions: {options}\n"
-                        "Respond with the correct option letter in \\boxed{option}."
-                    )
-                elif task.startswith("tail"):
-                    question = f"Options: {options}\nWhere is the object N{k}"
+                nodes = tuple(Node(f"N{lab}", px, py) for lab, (px, py) in zip(labels, points, strict=True))
+                image = render_points(Scene(nodes).to_dict(), 448).convert("RGB")
+                pixels[str(key)] = image_processor(images=[image], return_tensors="pt")["pixel_values"][
+                    0
+                ].half()
+                if task == "read":
+                    rec = {
+                        "q": "What is the label of the object?",
+                        "a": f" N{k}",
+                        "choices": [f" N{j}" for j in range(1, 6)],
+                    }
                 else:
-                    question = f"Where is the object located?\nOptions: {options}"
-                rec = {
-                    "q": question,
-                    "a": answer,
-                    "choices": letters,
-                }
+                    if prefix == "find":
+                        question = (
+                            f"Where is the N{k} object located?\nOptions: {options}\n"
+                            "Respond with the correct option letter in \\boxed{option}."
+                        )
+                    elif prefix == "tail":
+                        question = f"Options: {options}\nWhere is the object N{k}"
+                    else:
+                        question = f"Where is the object located?\nOptions: {options}"
+                    rec = {"q": question, "a": mark[0], "choices": letters}
             q = tokenizer(rec["q"], add_special_tokens=False)["input_ids"]
             a = tokenizer(rec["a"], add_special_tokens=False)["input_ids"] + [eos]
-            prompt = [user, *[image_tok] * n_image, *q] if task.startswith("tail") else prompt_ids(q)
+            if prefix == "recall":
+                prompt = [user, *q]
+            elif prefix == "tail":
+                prompt = [user, *[image_tok] * n_image, *q]
+            else:
+                prompt = prompt_ids(q)
             rec["choice_ids"] = [
                 tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in rec["choices"]
             ]

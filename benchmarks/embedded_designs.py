@@ -36,7 +36,11 @@ tokens. Variants:
 - lookup stages for ``--warmup-stages``: ``findK`` (K discs, "Where is the N3 object located?"
   with the region options), ``tailK`` (the same with the prompt ending at the asked label, a
   one-hop lookup) and ``recallK`` (the same scene written out as text, no image:
-  "N3 A N1 F ... Where is the object N1" -> " F").
+  "N3 A N1 F ... Where is the object N1" -> " F");
+- ``--oracle-tokens label-region|label-pos`` (diagnosis): on k-disc stages the projector's output
+  is replaced by exact text embeddings of each disc's label (+ its region letter or a learned
+  per-cell vector); ``--code-projector N`` trains the projector's first layer as a per-token
+  label / region code and sets its second layer to those embeddings (the same match, learned).
 
 Scored on the basic MCQ test set (``basic-test``, 600 questions) by the option letter with the
 highest logit at the answer position (no generation, so nothing is unparsable). Chance: 12.5 /
@@ -245,6 +249,22 @@ def main() -> None:
         help="steps training the projector alone (tower frozen) to map a disc's token onto the sum of "
         "the decoder's embeddings of its label and its region's letter (empty tokens onto 0)",
     )
+    ap.add_argument(
+        "--oracle-tokens",
+        choices=("off", "label-region", "label-pos"),
+        default="off",
+        help="k-disc stages only (diagnosis): replace the projector's output by exact text embeddings, "
+        "a disc's cell = embed(label) + embed(region letter) (label-region) or embed(label) + a learned "
+        "per-cell vector (label-pos); empty cells 0 (label-region) or their cell vector",
+    )
+    ap.add_argument(
+        "--code-projector",
+        type=int,
+        default=0,
+        help="steps training the projector's first layer (tower frozen) as a per-token one-vs-rest "
+        "code (label, region); its second layer is then set to the decoder's embeddings of those "
+        "labels and region letters, so a disc's image token starts as embed(label) + embed(letter)",
+    )
     ap.add_argument("--freeze-tower", action="store_true", help="keep the tower fixed after pretraining")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -306,6 +326,7 @@ def main() -> None:
         return [user, *question_ids, eos, assistant, *image]
 
     pixels: dict[str, Any] = {}
+    oracle: dict[str, tuple[list[int], list[int]]] = {}  # key -> per-cell label (0: none), region
 
     def _one_disc(kind: str, n: int, split: int) -> list[Any]:
         """1-disc scenes: "read" asks the label, "where" its 3x3 region; ``findK``: K discs
@@ -362,6 +383,14 @@ def main() -> None:
                 }
                 key = None  # text only
             else:
+                grid = int(round(n_image**0.5))
+                cell_label, cell_region = [0] * n_image, [0] * n_image
+                for lab, (px, py), m in zip(labels, points, mark, strict=True):
+                    cell = min(grid - 1, int((1 - py / 10) * grid)) * grid + min(
+                        grid - 1, int(px / 10 * grid)
+                    )
+                    cell_label[cell], cell_region[cell] = lab, letters.index(m)
+                oracle[str(key)] = (cell_label, cell_region)
                 nodes = tuple(Node(f"N{lab}", px, py) for lab, (px, py) in zip(labels, points, strict=True))
                 image = render_points(Scene(nodes).to_dict(), 448).convert("RGB")
                 pixels[str(key)] = image_processor(images=[image], return_tensors="pt")["pixel_values"][
@@ -420,6 +449,8 @@ def main() -> None:
     one_disc = {kind: (_one_disc(kind, 3000, 0), _one_disc(kind, 200, 1)) for kind, _ in stages}
     prep_s = time.perf_counter() - t0
 
+    batch_keys: list[str] = []
+
     def collate(samples: list[Any]) -> tuple[Any, Any, Any, Any]:
         length = max(len(p) + len(a) for p, a, _, _ in samples)
         ids = torch.full((len(samples), length), tokenizer.pad_token_id)
@@ -432,6 +463,7 @@ def main() -> None:
             labels[i, len(p) : len(seq)] = torch.tensor(a)
         if samples[0][2] is None:  # text-only rows (``recallK``)
             return ids.to(device), mask.to(device), labels.to(device), None
+        batch_keys[:] = [s[2] for s in samples]
         pv = torch.stack([pixels[s[2]] for s in samples]).float()
         return ids.to(device), mask.to(device), labels.to(device), pv.to(device)
 
@@ -637,6 +669,131 @@ def main() -> None:
                 print(json.dumps({"stage": "align-projector", "step": step, "loss": round(loss.item(), 5)}))
         tower.train()
 
+    if args.oracle_tokens != "off":
+        table = model.get_input_embeddings()
+        o_label = torch.tensor(
+            [0] + [tokenizer(f" N{j}", add_special_tokens=False)["input_ids"][0] for j in range(1, 13)]
+        )
+        o_letter = torch.tensor([tid(c) for c in "ABCDEFGHI"])
+        cell_vectors = torch.nn.Parameter(0.02 * torch.randn(n_image, spec.text_hidden))
+        if args.oracle_tokens == "label-pos":
+            opt.add_param_group({"params": [cell_vectors], "mult": 1.0})
+
+        def oracle_hook(_module: Any, _inp: Any, out: Any) -> Any:
+            lab = torch.tensor([oracle[k][0] for k in batch_keys])
+            reg = torch.tensor([oracle[k][1] for k in batch_keys])
+            present = (lab > 0).unsqueeze(-1).float().to(device)
+            embeds = table(o_label[lab].to(device)) * present
+            if args.oracle_tokens == "label-region":
+                return embeds + table(o_letter[reg].to(device)) * present
+            return embeds + cell_vectors.to(device)[None]
+
+        model.model.multi_modal_projector.register_forward_hook(oracle_hook)
+
+    def code_projector(tower: Any, rows: list[Any], held: list[Any], generator: Any) -> None:
+        """A disc's image token spelled in the decoder's own words: linear_1's first 12 + 9 outputs
+        learn (one-vs-rest, tower frozen) which label and which region a token holds, every other
+        output learns to stay off (GELU ~0); linear_2 then maps each code unit onto the embedding
+        of " N<j>" or of the region's letter, so the decoder meets its own label embeddings."""
+        from sparkle_vlm import geometry
+
+        keys, label, xy, grid = dense_targets(rows)
+        hkeys, hlabel, _, _ = dense_targets(held)
+        region = torch.full_like(label, -1)
+        for i in range(len(keys)):
+            for r, c in zip(*torch.nonzero(label[i], as_tuple=True), strict=True):
+                x, y = (float(v) * 10 for v in xy[i, :, r, c])
+                region[i, r, c] = geometry.REGIONS.index(geometry.region(x, y))
+        projector = model.model.multi_modal_projector
+        lin1 = projector.linear_1
+        copt = torch.optim.AdamW(lin1.parameters(), lr=args.pretrain_lr)
+        tower.eval()
+
+        def feats_of(batch_keys: list[str]) -> Any:
+            pv = torch.stack([pixels[k] for k in batch_keys]).float().to(device)
+            with torch.no_grad():
+                return tower(pv).last_hidden_state.flatten(2).transpose(1, 2)
+
+        def targets(lab: Any, reg: Any) -> Any:
+            t = torch.zeros(*lab.shape, lin1.out_features)
+            t[..., :12] = torch.nn.functional.one_hot(lab, 13)[..., 1:].float()
+            t[..., 12:21] = torch.nn.functional.one_hot(reg.clamp(min=0), 9).float() * (reg >= 0).unsqueeze(
+                -1
+            )
+            return t.to(device)
+
+        for step in range(1, args.code_projector + 1):
+            idx = torch.randint(0, len(keys), (args.batch_size,), generator=generator)
+            logits = lin1(feats_of([keys[int(i)] for i in idx]))
+            t = targets(label[idx].flatten(1), region[idx].flatten(1))
+            # Positives are rare (a few disc tokens x 2 units of 128 x 64 tokens): weight them up.
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, t, pos_weight=torch.full((lin1.out_features,), 20.0, device=device)
+            )
+            loss.backward()
+            copt.step()
+            copt.zero_grad(set_to_none=True)
+            if step % args.eval_every == 0 or step == args.code_projector:
+                with torch.no_grad():
+                    out = torch.cat([lin1(feats_of(hkeys[i : i + 64])) for i in range(0, len(hkeys), 64)])
+                disc = hlabel.flatten(1) > 0
+                lab_pred = out[..., :12].argmax(-1).cpu() + 1
+                on = projector.act(out).cpu()
+                print(
+                    json.dumps(
+                        {
+                            "stage": "code-projector",
+                            "step": step,
+                            "loss": round(loss.item(), 5),
+                            "disc_label_accuracy": round(
+                                (lab_pred[disc] == hlabel.flatten(1)[disc]).float().mean().item(), 3
+                            ),
+                            "empty_max_activation": round(on[~disc].max(-1).values.mean().item(), 3),
+                            "disc_label_activation": round(on[disc][:, :12].max(-1).values.mean().item(), 3),
+                        }
+                    ),
+                    flush=True,
+                )
+        # linear_2: code unit -> embedding, scaled by the mean activation of a true unit.
+        with torch.no_grad():
+            out = torch.cat([lin1(feats_of(hkeys[i : i + 64])) for i in range(0, len(hkeys), 64)])
+            on = projector.act(out)
+            disc = (hlabel.flatten(1) > 0).to(device)
+            scale = on[disc][:, :12].max(-1).values.mean()
+            table = model.get_input_embeddings().weight
+            ids = [tokenizer(f" N{j}", add_special_tokens=False)["input_ids"][0] for j in range(1, 13)]
+            ids += [tid(c) for c in "ABCDEFGHI"]
+            w = torch.zeros_like(projector.linear_2.weight)
+            w[:, : len(ids)] = table[ids].T / scale
+            projector.linear_2.weight.copy_(w)
+            if projector.linear_2.bias is not None:
+                projector.linear_2.bias.zero_()
+            # How close is the result to the oracle (embed(label) + embed(letter), empty -> 0)?
+            hreg = torch.full_like(hlabel, -1)
+            _, _, hxy, _ = dense_targets(held)
+            for i in range(len(hkeys)):
+                for r, c in zip(*torch.nonzero(hlabel[i], as_tuple=True), strict=True):
+                    x, y = (float(v) * 10 for v in hxy[i, :, r, c])
+                    hreg[i, r, c] = geometry.REGIONS.index(geometry.region(x, y))
+            lab, reg = hlabel.flatten(1).to(device), hreg.flatten(1).to(device)
+            present = (lab > 0).unsqueeze(-1).float()
+            ids_t = torch.tensor(ids, device=device)
+            target = (table[ids_t[(lab - 1).clamp(min=0)]] + table[ids_t[12 + reg.clamp(min=0)]]) * present
+            got = projector.act(out) @ w.T
+            print(
+                json.dumps(
+                    {
+                        "stage": "code-projector",
+                        "relative_error": round((((got - target) ** 2).sum() / (target**2).sum()).item(), 4),
+                        "disc_region_accuracy": round(
+                            (out[..., 12:21].argmax(-1)[lab > 0] == reg[lab > 0]).float().mean().item(), 3
+                        ),
+                    }
+                ),
+                flush=True,
+            )
+        tower.train()
+
     gen0 = torch.Generator().manual_seed(args.seed + 1)
     tower = model.model.vision_tower
     if args.pretrain_tower and args.pretrain_target == "dense":
@@ -645,6 +802,8 @@ def main() -> None:
         pretrain_tower_on_labels(tower, gen0)
     if args.align_projector:
         align_projector(tower, train, gen0)
+    if args.code_projector:
+        code_projector(tower, train, test, gen0)
     if args.freeze_tower:
         for p in tower.parameters():
             p.requires_grad_(False)

@@ -166,6 +166,11 @@ def _conv_tower(
     return {**vision, "hidden_size": widths[-1], **overrides}, grid
 
 
+def _cell(x: float, y: float, frame: float, grid: int) -> tuple[int, int]:
+    """(row, column) of the token cell holding frame point (x, y); row 0 is the top."""
+    return min(grid - 1, int((1 - y / frame) * grid)), min(grid - 1, int(x / frame * grid))
+
+
 def _plain_cnn(widths: list[int], down: str) -> Any:
     """A plain CNN tower (not a library class; for comparison only): 3x3 conv + BatchNorm + ReLU
     per stage, the first at full resolution, each later stage after a 2x2 max-pool (``down="max"``)
@@ -386,10 +391,8 @@ def main() -> None:
                 grid = int(round(n_image**0.5))
                 cell_label, cell_region = [0] * n_image, [0] * n_image
                 for lab, (px, py), m in zip(labels, points, mark, strict=True):
-                    cell = min(grid - 1, int((1 - py / 10) * grid)) * grid + min(
-                        grid - 1, int(px / 10 * grid)
-                    )
-                    cell_label[cell], cell_region[cell] = lab, letters.index(m)
+                    row, col = _cell(px, py, 10, grid)
+                    cell_label[row * grid + col], cell_region[row * grid + col] = lab, letters.index(m)
                 oracle[str(key)] = (cell_label, cell_region)
                 nodes = tuple(Node(f"N{lab}", px, py) for lab, (px, py) in zip(labels, points, strict=True))
                 image = render_points(Scene(nodes).to_dict(), 448).convert("RGB")
@@ -468,6 +471,8 @@ def main() -> None:
         return ids.to(device), mask.to(device), labels.to(device), pv.to(device)
 
     letters = [tid(c) for c in "ABCDEFGHI"]
+    # " N3" (with its space) is how questions name a label.
+    label_ids = [tokenizer(f" N{j}", add_special_tokens=False)["input_ids"][0] for j in range(1, 13)]
 
     @torch.no_grad()
     def evaluate() -> dict[str, float]:
@@ -535,11 +540,20 @@ def main() -> None:
             scene = seen[key]
             frame = float(scene.get("frame", 10))
             for node in scene["nodes"]:
-                col = min(grid - 1, int(node["x"] / frame * grid))
-                row = min(grid - 1, int((1 - node["y"] / frame) * grid))
+                row, col = _cell(node["x"], node["y"], frame, grid)
                 label[i, row, col] = int(node["label"][1:])
                 xy[i, :, row, col] = torch.tensor([node["x"] / frame, node["y"] / frame])
         return keys, label, xy, grid
+
+    def disc_regions(label: Any, xy: Any) -> Any:
+        """Index in ``geometry.REGIONS`` of the disc centred in each cell of ``dense_targets``; -1 if none."""
+        from sparkle_vlm import geometry
+
+        region = torch.full_like(label, -1)
+        for i, r, c in torch.nonzero(label).tolist():
+            x, y = (float(v) * 10 for v in xy[i, :, r, c])
+            region[i, r, c] = geometry.REGIONS.index(geometry.region(x, y))
+        return region
 
     def pretrain_tower(tower: Any, rows: list[Any], held: list[Any], generator: Any) -> None:
         """Teach the tower, before anything else, what each token holds: a dense per-token head
@@ -634,20 +648,11 @@ def main() -> None:
     def align_projector(tower: Any, rows: list[Any], generator: Any) -> None:
         """Make image tokens look like text: projector(token of the disc labelled N3 in region
         "top left") ~ embed("N3") + embed("A"), empty tokens ~ 0. Only the projector learns."""
-        from sparkle_vlm import geometry
-
         keys, label, xy, grid = dense_targets(rows)
         table = model.get_input_embeddings().weight.detach()
-        # " N3" (with its space) is how questions name a label.
-        label_ids = torch.tensor(
-            [0] + [tokenizer(f" N{j}", add_special_tokens=False)["input_ids"][0] for j in range(1, 13)]
-        )
-        letter_ids = torch.tensor([tid(c) for c in "ABCDEFGHI"])
-        region = torch.zeros_like(label)
-        for i in range(len(keys)):
-            for r, c in zip(*torch.nonzero(label[i], as_tuple=True), strict=True):
-                x, y = (float(v) * 10 for v in xy[i, :, r, c])
-                region[i, r, c] = geometry.REGIONS.index(geometry.region(x, y))
+        label_table = torch.tensor([0, *label_ids])  # index 0: empty cells, masked below
+        letter_ids = torch.tensor(letters)
+        region = disc_regions(label, xy)
         projector = model.model.multi_modal_projector
         aopt = torch.optim.AdamW(projector.parameters(), lr=args.pretrain_lr)
         tower.eval()
@@ -658,7 +663,7 @@ def main() -> None:
                 feats = tower(pv).last_hidden_state.flatten(2).transpose(1, 2)
             lab, reg = label[idx].flatten(1), region[idx].flatten(1)
             present = (lab > 0).unsqueeze(-1).float()
-            target = (table[label_ids[lab]] + table[letter_ids[reg]]) * present
+            target = (table[label_table[lab]] + table[letter_ids[reg]]) * present
             target = target.to(device)
             # Relative error: the embeddings are small (std 0.02), so a plain mean would be ~0 at once.
             loss = ((projector(feats) - target) ** 2).sum() / (target**2).sum()
@@ -671,11 +676,9 @@ def main() -> None:
 
     if args.oracle_tokens != "off":
         table = model.get_input_embeddings()
-        o_label = torch.tensor(
-            [0] + [tokenizer(f" N{j}", add_special_tokens=False)["input_ids"][0] for j in range(1, 13)]
-        )
-        o_letter = torch.tensor([tid(c) for c in "ABCDEFGHI"])
-        cell_vectors = torch.nn.Parameter(0.02 * torch.randn(n_image, spec.text_hidden))
+        o_label = torch.tensor([0, *label_ids])
+        o_letter = torch.tensor(letters)
+        cell_vectors = torch.nn.Parameter(0.02 * torch.randn(n_image, spec.text_hidden, device=device))
         if args.oracle_tokens == "label-pos":
             opt.add_param_group({"params": [cell_vectors], "mult": 1.0})
 
@@ -686,7 +689,7 @@ def main() -> None:
             embeds = table(o_label[lab].to(device)) * present
             if args.oracle_tokens == "label-region":
                 return embeds + table(o_letter[reg].to(device)) * present
-            return embeds + cell_vectors.to(device)[None]
+            return embeds + cell_vectors[None]
 
         model.model.multi_modal_projector.register_forward_hook(oracle_hook)
 
@@ -695,15 +698,9 @@ def main() -> None:
         learn (one-vs-rest, tower frozen) which label and which region a token holds, every other
         output learns to stay off (GELU ~0); linear_2 then maps each code unit onto the embedding
         of " N<j>" or of the region's letter, so the decoder meets its own label embeddings."""
-        from sparkle_vlm import geometry
-
-        keys, label, xy, grid = dense_targets(rows)
-        hkeys, hlabel, _, _ = dense_targets(held)
-        region = torch.full_like(label, -1)
-        for i in range(len(keys)):
-            for r, c in zip(*torch.nonzero(label[i], as_tuple=True), strict=True):
-                x, y = (float(v) * 10 for v in xy[i, :, r, c])
-                region[i, r, c] = geometry.REGIONS.index(geometry.region(x, y))
+        keys, label, xy, _ = dense_targets(rows)
+        hkeys, hlabel, hxy, _ = dense_targets(held)
+        region = disc_regions(label, xy)
         projector = model.model.multi_modal_projector
         lin1 = projector.linear_1
         copt = torch.optim.AdamW(lin1.parameters(), lr=args.pretrain_lr)
@@ -761,21 +758,14 @@ def main() -> None:
             disc = (hlabel.flatten(1) > 0).to(device)
             scale = on[disc][:, :12].max(-1).values.mean()
             table = model.get_input_embeddings().weight
-            ids = [tokenizer(f" N{j}", add_special_tokens=False)["input_ids"][0] for j in range(1, 13)]
-            ids += [tid(c) for c in "ABCDEFGHI"]
+            ids = [*label_ids, *letters]
             w = torch.zeros_like(projector.linear_2.weight)
             w[:, : len(ids)] = table[ids].T / scale
             projector.linear_2.weight.copy_(w)
             if projector.linear_2.bias is not None:
                 projector.linear_2.bias.zero_()
             # How close is the result to the oracle (embed(label) + embed(letter), empty -> 0)?
-            hreg = torch.full_like(hlabel, -1)
-            _, _, hxy, _ = dense_targets(held)
-            for i in range(len(hkeys)):
-                for r, c in zip(*torch.nonzero(hlabel[i], as_tuple=True), strict=True):
-                    x, y = (float(v) * 10 for v in hxy[i, :, r, c])
-                    hreg[i, r, c] = geometry.REGIONS.index(geometry.region(x, y))
-            lab, reg = hlabel.flatten(1).to(device), hreg.flatten(1).to(device)
+            lab, reg = hlabel.flatten(1).to(device), disc_regions(hlabel, hxy).flatten(1).to(device)
             present = (lab > 0).unsqueeze(-1).float()
             ids_t = torch.tensor(ids, device=device)
             target = (table[ids_t[(lab - 1).clamp(min=0)]] + table[ids_t[12 + reg.clamp(min=0)]]) * present

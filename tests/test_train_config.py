@@ -88,6 +88,7 @@ def test_precedence_defaults_yaml_flags(tmp_path: Path):
         ({"lora_r": 0}, "lora_r"),
         ({"lora_dropout": 1.5}, "lora_dropout"),
         ({"merge": True, "lora": False}, "merge"),
+        ({"freeze_vision": True}, "freeze_vision"),  # LoRA (the default) leaves the tower alone anyway
         ({"min_pixels": 100, "max_pixels": 10}, "min_pixels"),
         ({"lora_targets": "(unclosed"}, "lora_targets"),
         ({"model": ""}, "model"),

@@ -272,6 +272,71 @@ def test_full_finetuning_from_the_cli(
     assert comp.error is None
 
 
+@pytest.mark.parametrize(
+    ("fixture", "tower", "projector"),
+    [
+        ("tiny_llava_dir", "vision_tower.", "multi_modal_projector."),
+        ("tiny_qwen2vl_dir", "visual.blocks.", "visual.merger."),  # the merger sits inside the tower
+    ],
+)
+def test_freeze_vision_fixes_the_tower_only(
+    fixture: str,
+    tower: str,
+    projector: str,
+    tiny_instruct_dir: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+):
+    import torch
+
+    from sparkle_vlm.train import common
+
+    model_dir = request.getfixturevalue(fixture)
+    cfg = _cfg(model_dir, tiny_instruct_dir, tmp_path / "run", lora=False, freeze_vision=True)
+    model, peft, _ = common.model_with_lora(cfg, common.runtime_for(cfg), _quiet)
+    assert peft is None
+    grads = {n: p.requires_grad for n, p in model.named_parameters()}
+    assert [n for n in grads if tower in n] and not any(g for n, g in grads.items() if tower in n)
+    assert [n for n in grads if projector in n] and all(g for n, g in grads.items() if projector in n)
+    assert any(g for n, g in grads.items() if "language_model" in n)
+    # The trainer calls model.train() every step; each tower module switches itself back to eval
+    # mode when it is next called (its forward pre-hook), the projector stays in train mode.
+    model.train()
+    modules = dict(model.named_modules())
+    tower_module = next(m for n, m in modules.items() if n.endswith(tower.rstrip(".")))
+    projector_module = next(m for n, m in modules.items() if n.endswith(projector.rstrip(".")))
+    for module in (tower_module, projector_module):
+        for hook in list(module._forward_pre_hooks.values()):
+            hook(module, ())
+    assert tower_module.training is False and projector_module.training is True
+    assert all(isinstance(m, torch.nn.Module) for m in (tower_module, projector_module))
+
+
+def test_full_sft_with_frozen_tower_moves_the_projector_not_the_tower(
+    tiny_llava_dir: Path, tiny_instruct_dir: Path, tmp_path: Path
+):
+    from safetensors.torch import load_file
+
+    from sparkle_vlm.train.sft import train_sft
+
+    out = tmp_path / "frozen"
+    cfg = _cfg(
+        tiny_llava_dir, tiny_instruct_dir, out, lora=False, freeze_vision=True, max_steps=2, save_steps=2
+    )
+    train_sft(cfg, log=_quiet)
+    before = load_file(str(next(tiny_llava_dir.glob("*.safetensors"))))
+    after = load_file(str(out / "model.safetensors"))
+
+    def changed(marker: str) -> list[bool]:
+        keys = [k for k in before if marker in k]
+        assert keys, marker
+        return [not bool((before[k] == after[k]).all()) for k in keys]
+
+    assert not any(changed("vision_tower."))
+    assert any(changed("multi_modal_projector."))
+    assert any(changed("language_model."))
+
+
 def test_lora_targets_on_llava(tiny_llava_dir: Path, tiny_instruct_dir: Path, tmp_path: Path):
     from sparkle_vlm.train.common import load_model, load_processor, lora_modules, runtime_for
 

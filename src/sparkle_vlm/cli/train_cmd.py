@@ -47,6 +47,7 @@ def _common_overrides(
     save_steps: int | None,
     deepspeed: str | None,
     set_: list[str],
+    freeze_vision: bool | None,
 ) -> dict[str, Any]:
     values: dict[str, Any] = {
         "model": model,
@@ -72,6 +73,7 @@ def _common_overrides(
         "seed": seed,
         "save_steps": save_steps,
         "deepspeed": deepspeed,
+        "freeze_vision": freeze_vision,
     }
     values.update(parse_options(set_, "--set"))
     return values
@@ -118,6 +120,9 @@ MIN_PIXELS = typer.Option(None, "--min-pixels", help="Qwen-style processors: min
 MAX_PIXELS = typer.Option(None, "--max-pixels", help="Qwen-style processors: maximum image pixels.")
 MAX_TOKENS = typer.Option(None, "--max-tokens", help="Drop samples longer than this (text + image tokens).")
 MAX_SAMPLES = typer.Option(None, "--max-samples", help="Use only the first N shuffled records.")
+FREEZE_VISION = typer.Option(
+    None, "--freeze-vision", help="Full fine-tuning: keep the vision tower fixed (projector and LM learn)."
+)
 MERGE = typer.Option(None, "--merge", help="Also write the base model with the adapter merged to OUT/merged.")
 TRUST = typer.Option(
     None, "--trust-remote-code", help="Run code shipped with the model (only if you trust it)."
@@ -153,6 +158,7 @@ def sft(
     max_tokens: int | None = MAX_TOKENS,
     max_samples: int | None = MAX_SAMPLES,
     merge: bool | None = MERGE,
+    freeze_vision: bool | None = FREEZE_VISION,
     trust_remote_code: bool | None = TRUST,
     resume: bool | None = RESUME,
     seed: int | None = SEED,
@@ -189,6 +195,7 @@ def sft(
         save_steps,
         deepspeed,
         set_,
+        freeze_vision,
     )
     cfg = load_config("sft", config, values)
     if print_config:
@@ -221,6 +228,7 @@ def grpo(
     max_tokens: int | None = MAX_TOKENS,
     max_samples: int | None = MAX_SAMPLES,
     merge: bool | None = MERGE,
+    freeze_vision: bool | None = FREEZE_VISION,
     trust_remote_code: bool | None = TRUST,
     resume: bool | None = RESUME,
     seed: int | None = SEED,
@@ -271,6 +279,7 @@ def grpo(
         save_steps,
         deepspeed,
         set_,
+        freeze_vision,
     )
     values.update(
         num_generations=num_generations,

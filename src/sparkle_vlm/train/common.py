@@ -26,7 +26,7 @@ from typing import Any
 from sparkle_vlm import __version__
 from sparkle_vlm.errors import ConfigError, SparkleError
 from sparkle_vlm.fsutil import atomic_write_json
-from sparkle_vlm.train.config import DEFAULT_LORA_TARGETS, VISION_MARKERS, TrainConfig
+from sparkle_vlm.train.config import DEFAULT_LORA_TARGETS, PROJECTOR_MARKERS, VISION_MARKERS, TrainConfig
 
 RUN_FILE = "sparkle_train.json"
 MERGED_DIR = "merged"
@@ -260,10 +260,36 @@ def run_info(trainer: Any, result: Any, rt: Runtime) -> dict[str, Any]:
     }
 
 
+def freeze_vision_tower(model: Any) -> int:
+    """Fix the vision tower's weights and keep it in eval mode; returns the parameters frozen.
+
+    The tower is every parameter under a vision marker that is not a projector (Qwen2-VL's
+    ``visual.merger`` keeps learning). Eval mode matters for towers with BatchNorm or dropout:
+    the trainer switches the whole model to train mode every step, which would move the running
+    statistics of a tower whose weights are meant to stay put.
+    """
+    frozen = 0
+    for name, param in model.named_parameters():
+        if any(mk in name for mk in VISION_MARKERS) and not any(mk in name for mk in PROJECTOR_MARKERS):
+            param.requires_grad_(False)
+            frozen += param.numel()
+    if not frozen:
+        raise ConfigError("freeze_vision", f"found no vision-tower parameters in {type(model).__name__}")
+    for name, module in model.named_modules():
+        dotted = name + "."
+        if any(mk in dotted for mk in VISION_MARKERS) and not any(mk in dotted for mk in PROJECTOR_MARKERS):
+            # Each tower module switches only itself (not its children: a projector can sit
+            # inside the tower, as Qwen2-VL's merger does, and keeps its train mode).
+            module.register_forward_pre_hook(lambda mod, _args: setattr(mod, "training", False))
+    return frozen
+
+
 def model_with_lora(cfg: TrainConfig, rt: Runtime, log: Log) -> tuple[Any, Any, dict[str, Any]]:
     """Load the model and, for LoRA runs, the PEFT config of its language-model linear layers."""
     model = load_model(cfg, rt)
     if not cfg.lora:
+        if cfg.freeze_vision:
+            log(f"vision tower frozen: {freeze_vision_tower(model):,} parameters")
         return model, None, {}
     pattern, hits = lora_modules(model, cfg)
     log(f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} on {len(hits)} linear layers")

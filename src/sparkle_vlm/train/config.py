@@ -51,6 +51,8 @@ LM_PROJECTIONS = (
 LM_PREFIXES = ("language_model", "text_model", "llm")
 #: PEFT full-matches a string ``target_modules`` against module names: LM linear layers only.
 DEFAULT_LORA_TARGETS = rf".*\b(?:{'|'.join(LM_PREFIXES)})\..*\.(?:{'|'.join(LM_PROJECTIONS)})"
+#: Name fragments of projectors (connectors between a vision tower and the language model).
+PROJECTOR_MARKERS = ("multi_modal_projector", "merger", "connector", "resampler", "mlp1.")
 #: Name fragments of vision towers and projectors: LoRA with the default targets must not touch them.
 VISION_MARKERS = (
     "visual.",
@@ -115,6 +117,9 @@ class TrainConfig:
     save_total_limit: int | None = 2
     resume: bool = True  # continue from the newest checkpoint-* in out
     merge: bool = False  # also write a merged full model to out/merged (LoRA only)
+    # full fine-tuning: keep the vision tower fixed (projector and language model still learn),
+    # as LLaVA's second stage and ms-swift's freeze_vit do; the tower also stays in eval mode
+    freeze_vision: bool = False
     trust_remote_code: bool = False  # never on unless asked: runs code downloaded with the model
     report_to: str = "none"  # none, tensorboard, wandb, ...
 
@@ -156,6 +161,11 @@ class TrainConfig:
         if self.merge and not self.lora:
             raise ConfigError(
                 "merge", "only applies to LoRA training (full fine-tuning already saves a full model)"
+            )
+        if self.freeze_vision and self.lora:
+            raise ConfigError(
+                "freeze_vision",
+                "only applies to full fine-tuning (LoRA already leaves the vision tower alone)",
             )
         if self.seed < 0:
             raise ConfigError("seed", f"must be non-negative, got {self.seed}")

@@ -140,6 +140,32 @@ def _conv_tower(
     """
     stages = len(widths)
     grid = image_size // 2 ** (stages + 1) if kind == "regnet" else image_size // 2**stages
+    if kind == "resnet":
+        # transformers' ResNet: a 7x7 stride-2 conv + max-pool stem (stride 4), basic blocks, a first
+        # stage at the stem's resolution, then one stride-2 stage per further entry of ``widths``;
+        # the last stage is 2 blocks deep so its tokens see the image border.
+        vision = {
+            "model_type": "resnet",
+            "embedding_size": widths[0],
+            "hidden_sizes": widths,
+            "depths": [1] * (stages - 1) + [2],
+            "layer_type": "basic",
+            "downsample_in_first_stage": False,
+        }
+        return {**vision, "hidden_size": widths[-1], **overrides}, image_size // (4 * 2 ** (stages - 1))
+    if kind == "convnext":
+        # A 2x2 stride-2 stem, a first stage at its resolution, then the stride-2 stages; 7x7
+        # depthwise convs see far (the border, hence the region) and LayerNorm acts the same in
+        # train and eval mode (no BatchNorm statistics to freeze).
+        vision = {
+            "model_type": "convnext",
+            "patch_size": 2,
+            "num_stages": stages,
+            "hidden_sizes": widths,
+            "depths": [1] * (stages - 1) + [2],
+            "layer_scale_init_value": 0.0,
+        }
+        return {**vision, "hidden_size": widths[-1], **overrides}, image_size // 2**stages
     if kind == "regnet":
         vision: dict[str, Any] = {
             "model_type": "regnet",
@@ -171,7 +197,7 @@ def _cell(x: float, y: float, frame: float, grid: int) -> tuple[int, int]:
     return min(grid - 1, int((1 - y / frame) * grid)), min(grid - 1, int(x / frame * grid))
 
 
-def _plain_cnn(widths: list[int], down: str) -> Any:
+def _plain_cnn(widths: list[int], down: str, extra: int = 0) -> Any:
     """A plain CNN tower (not a library class; for comparison only): 3x3 conv + BatchNorm + ReLU
     per stage, the first at full resolution, each later stage after a 2x2 max-pool (``down="max"``)
     or a 3x3 stride-2 conv (``"conv"``). Returns a module FastVLM can call as its vision tower."""
@@ -189,6 +215,10 @@ def _plain_cnn(widths: list[int], down: str) -> Any:
             )
         layers += [torch.nn.Conv2d(cin, w, 3, 1, 1), torch.nn.BatchNorm2d(w), torch.nn.ReLU()]
         cin = w
+    # More 3x3 convs at the last resolution widen the receptive field: a token can only tell
+    # its region (its distance to the image border) if the zero padding is in view.
+    for _ in range(extra):
+        layers += [torch.nn.Conv2d(cin, cin, 3, 1, 1), torch.nn.BatchNorm2d(cin), torch.nn.ReLU()]
 
     class Tower(torch.nn.Module):
         def __init__(self) -> None:
@@ -204,7 +234,9 @@ def _plain_cnn(widths: list[int], down: str) -> Any:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--tower", choices=("clip", "levit", "regnet", "poolformer", "cnn-max", "cnn-conv"), default="clip"
+        "--tower",
+        choices=("clip", "levit", "regnet", "poolformer", "convnext", "resnet", "cnn-max", "cnn-conv"),
+        default="clip",
     )
     ap.add_argument("--widths", default="32,64,128,128", help="conv towers: widths of the stride-2 stages")
     ap.add_argument("--vision", default="{}", help="conv towers: JSON overrides of the tower config")
@@ -246,6 +278,14 @@ def main() -> None:
         help="tower pretraining: per-token targets on the demo's scenes, or 1-disc labels (mean-pooled head)",
     )
     ap.add_argument("--only-tasks", default="", help="train only on rows of these tasks, e.g. localization")
+    ap.add_argument(
+        "--extra-convs", type=int, default=0, help="cnn towers: 3x3 convs added at the last resolution"
+    )
+    ap.add_argument(
+        "--dense-region",
+        action="store_true",
+        help="dense pretraining also classifies each disc's 3x3 region (so the tower's features hold it linearly)",
+    )
     ap.add_argument("--pretrain-lr", type=float, default=1e-3, help="learning rate of the tower pretraining")
     ap.add_argument(
         "--align-projector",
@@ -256,11 +296,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--oracle-tokens",
-        choices=("off", "label-region", "label-pos"),
+        choices=("off", "label-region", "label-pos", "label-region-xy"),
         default="off",
         help="k-disc stages only (diagnosis): replace the projector's output by exact text embeddings, "
         "a disc's cell = embed(label) + embed(region letter) (label-region) or embed(label) + a learned "
-        "per-cell vector (label-pos); empty cells 0 (label-region) or their cell vector",
+        "per-cell vector (label-pos); empty cells 0 (label-region) or their cell vector; label-region-xy "
+        "adds x * u + y * v (u, v fixed random vectors) and covers the demo's rows too",
     )
     ap.add_argument(
         "--code-projector",
@@ -270,7 +311,17 @@ def main() -> None:
         "code (label, region); its second layer is then set to the decoder's embeddings of those "
         "labels and region letters, so a disc's image token starts as embed(label) + embed(letter)",
     )
+    ap.add_argument(
+        "--code-loss",
+        choices=("bce", "mse"),
+        default="bce",
+        help="code stage: one-vs-rest BCE on linear_1's logits, or MSE of its GELU output to the 0/1 code "
+        "(a true unit then sits near 1, so every disc token gets the same scale)",
+    )
     ap.add_argument("--freeze-tower", action="store_true", help="keep the tower fixed after pretraining")
+    ap.add_argument(
+        "--freeze-projector", action="store_true", help="keep the projector fixed too (e.g. the learned code)"
+    )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--eval-every", type=int, default=200)
@@ -292,17 +343,18 @@ def main() -> None:
     overrides = json.loads(args.spec)
     if args.image_size:
         overrides["image_size"] = args.image_size
-    spec = E.spec_for("small", **overrides)
+    # The rounds before the sixth ran on `small` as it was then: a 3-layer CLIP ViT.
+    spec = E.spec_for("small", **{"tower": "vit", "vision_layers": 3, **overrides})
     tokenizer = E.build_tokenizer()
     if args.tower == "levit":
         model, image_processor, n_image = _levit(tokenizer, spec, args.seed)
-    elif args.tower in ("regnet", "poolformer", "cnn-max", "cnn-conv"):
+    elif args.tower in ("regnet", "poolformer", "convnext", "resnet", "cnn-max", "cnn-conv"):
         widths = [int(w) for w in args.widths.split(",")]
         kind = "poolformer" if args.tower.startswith("cnn") else args.tower
         vision, grid = _conv_tower(kind, spec.image_size, widths, json.loads(args.vision))
         model, image_processor, n_image = _fastvlm(tokenizer, spec, args.seed, vision, grid)
         if args.tower.startswith("cnn"):
-            model.model.vision_tower = _plain_cnn(widths, args.tower[4:])
+            model.model.vision_tower = _plain_cnn(widths, args.tower[4:], args.extra_convs)
     else:
         model = E.build_model(spec, tokenizer, args.seed)
         image_processor, n_image = E.build_processor(spec, tokenizer).image_processor, spec.image_tokens
@@ -331,7 +383,8 @@ def main() -> None:
         return [user, *question_ids, eos, assistant, *image]
 
     pixels: dict[str, Any] = {}
-    oracle: dict[str, tuple[list[int], list[int]]] = {}  # key -> per-cell label (0: none), region
+    # key -> per-cell label (0: none), region index, (x, y) / frame
+    oracle: dict[str, tuple[list[int], list[int], list[tuple[float, float]]]] = {}
 
     def _one_disc(kind: str, n: int, split: int) -> list[Any]:
         """1-disc scenes: "read" asks the label, "where" its 3x3 region; ``findK``: K discs
@@ -390,10 +443,12 @@ def main() -> None:
             else:
                 grid = int(round(n_image**0.5))
                 cell_label, cell_region = [0] * n_image, [0] * n_image
+                cell_xy = [(0.0, 0.0)] * n_image
                 for lab, (px, py), m in zip(labels, points, mark, strict=True):
                     row, col = _cell(px, py, 10, grid)
                     cell_label[row * grid + col], cell_region[row * grid + col] = lab, letters.index(m)
-                oracle[str(key)] = (cell_label, cell_region)
+                    cell_xy[row * grid + col] = (px / 10, py / 10)
+                oracle[str(key)] = (cell_label, cell_region, cell_xy)
                 nodes = tuple(Node(f"N{lab}", px, py) for lab, (px, py) in zip(labels, points, strict=True))
                 image = render_points(Scene(nodes).to_dict(), 448).convert("RGB")
                 pixels[str(key)] = image_processor(images=[image], return_tensors="pt")["pixel_values"][
@@ -560,10 +615,12 @@ def main() -> None:
         (label of the disc centred there, its coordinates, the token's row and column), trained on
         the demo's own scenes; the head is dropped afterwards."""
         keys, label, xy, grid = dense_targets(rows)
-        hkeys, hlabel, _, _ = dense_targets(held)
+        hkeys, hlabel, hxy, _ = dense_targets(held)
+        region, hregion = disc_regions(label, xy), disc_regions(hlabel, hxy)
         with torch.no_grad():
             width = tower(pixels[keys[0]][None].float().to(device)).last_hidden_state.shape[1]
-        head = torch.nn.Conv2d(width, 13 + 2 + 2 * grid, 1).to(device)
+        n_out = 13 + 2 + 2 * grid
+        head = torch.nn.Conv2d(width, n_out + (9 if args.dense_region else 0), 1).to(device)
         popt = torch.optim.AdamW([*tower.parameters(), *head.parameters()], lr=args.pretrain_lr)
         pos = torch.arange(grid, device=device)
         # Most tokens are empty: weight them down so the few disc tokens drive the label loss.
@@ -587,20 +644,27 @@ def main() -> None:
                     out[:, 15 : 15 + grid], pos.view(1, grid, 1).expand(b, grid, grid)
                 )
                 + torch.nn.functional.cross_entropy(
-                    out[:, 15 + grid :], pos.view(1, 1, grid).expand(b, grid, grid)
+                    out[:, 15 + grid : n_out], pos.view(1, 1, grid).expand(b, grid, grid)
                 )
             )
+            if args.dense_region:
+                loss = loss + torch.nn.functional.cross_entropy(
+                    out[:, n_out:], region[idx].to(device), ignore_index=-1
+                )
             loss.backward()
             popt.step()
             popt.zero_grad(set_to_none=True)
             if step % args.eval_every == 0 or step == args.pretrain_tower:
                 tower.eval()
                 with torch.no_grad():
-                    pred = torch.cat(
-                        [predict(hkeys[i : i + 64])[:, :13].argmax(1).cpu() for i in range(0, len(hkeys), 64)]
-                    )
+                    full = torch.cat([predict(hkeys[i : i + 64]).cpu() for i in range(0, len(hkeys), 64)])
+                pred = full[:, :13].argmax(1)
                 tower.train()
                 disc = hlabel > 0
+                extra: dict[str, float] = {}
+                if args.dense_region:
+                    hit = full[:, n_out:].argmax(1)[disc] == hregion[disc]
+                    extra["disc_region_accuracy"] = round(hit.float().mean().item(), 3)
                 print(
                     json.dumps(
                         {
@@ -612,6 +676,7 @@ def main() -> None:
                                 (pred[disc] == hlabel[disc]).float().mean().item(), 3
                             ),
                             "empty_accuracy": round((pred[~disc] == 0).float().mean().item(), 3),
+                            **extra,
                         }
                     ),
                     flush=True,
@@ -682,6 +747,20 @@ def main() -> None:
         if args.oracle_tokens == "label-pos":
             opt.add_param_group({"params": [cell_vectors], "mult": 1.0})
 
+        # Coordinates as two fixed random directions, centred, at about a label embedding's norm.
+        g_uv = torch.Generator().manual_seed(7)
+        uv = (torch.randn(2, spec.text_hidden, generator=g_uv) * 0.04).to(device)
+        if args.oracle_tokens == "label-region-xy":  # the demo's rows get oracle cells from their records
+            for rows_ in (train, test):
+                keys_, lab_, xy_, grid_ = dense_targets(rows_)
+                reg_ = disc_regions(lab_, xy_)
+                for i_, k_ in enumerate(keys_):
+                    oracle[k_] = (
+                        lab_[i_].flatten().tolist(),
+                        reg_[i_].flatten().clamp(min=0).tolist(),
+                        [tuple(v) for v in xy_[i_].flatten(1).T.tolist()],
+                    )
+
         def oracle_hook(_module: Any, _inp: Any, out: Any) -> Any:
             # Only k-disc scenes have oracle cells; the demo's rows and other stages pass through.
             if len(batch_keys) != out.shape[0] or not all(k in oracle for k in batch_keys):
@@ -692,6 +771,9 @@ def main() -> None:
             embeds = table(o_label[lab].to(device)) * present
             if args.oracle_tokens == "label-region":
                 return embeds + table(o_letter[reg].to(device)) * present
+            if args.oracle_tokens == "label-region-xy":
+                xy = torch.tensor([oracle[k][2] for k in batch_keys], device=device) - 0.5
+                return (embeds + table(o_letter[reg].to(device)) + xy @ uv) * present
             return embeds + cell_vectors[None]
 
         model.model.multi_modal_projector.register_forward_hook(oracle_hook)
@@ -727,9 +809,12 @@ def main() -> None:
             logits = lin1(feats_of([keys[int(i)] for i in idx]))
             t = targets(label[idx].flatten(1), region[idx].flatten(1))
             # Positives are rare (a few disc tokens x 2 units of 128 x 64 tokens): weight them up.
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, t, pos_weight=torch.full((lin1.out_features,), 20.0, device=device)
-            )
+            if args.code_loss == "bce":
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    logits, t, pos_weight=torch.full((lin1.out_features,), 20.0, device=device)
+                )
+            else:
+                loss = (((projector.act(logits) - t) ** 2) * (1 + 19 * t)).mean()
             loss.backward()
             copt.step()
             copt.zero_grad(set_to_none=True)
@@ -802,6 +887,9 @@ def main() -> None:
             p.requires_grad_(False)
         tower.eval()
         model.train = lambda mode=True: (torch.nn.Module.train(model, mode), tower.eval())[0]  # type: ignore[method-assign]
+    if args.freeze_projector:
+        for p in model.model.multi_modal_projector.parameters():
+            p.requires_grad_(False)
     t_stage = time.perf_counter()
     for kind, n_steps in stages:
         rows, held_out = one_disc[kind]

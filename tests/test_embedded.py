@@ -44,7 +44,13 @@ def test_bad_spec_fields_are_named() -> None:
     with pytest.raises(ConfigError, match="depth"):
         E.spec_for("small", depth=3)
     with pytest.raises(ConfigError, match="vision_hidden"):
-        E.spec_for("tiny", vision_hidden=30, vision_heads=3)
+        E.spec_for("tiny", vision_hidden=30, vision_heads=3, tower="vit")
+    with pytest.raises(ConfigError, match="vision_hidden"):
+        E.spec_for("tiny", vision_hidden=30)  # the ResNet's stage widths halve twice
+    with pytest.raises(ConfigError, match="patch_size"):
+        E.spec_for("tiny", image_size=48, patch_size=12)  # not 4 times a power of 2
+    with pytest.raises(ConfigError, match="tower"):
+        E.spec_for("tiny", tower="swin")
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +122,12 @@ def test_bad_out_dir_is_refused_and_a_model_folder_is_replaced(tmp_path: Path) -
 
 
 @pytest.mark.torch
-def test_vit_positions_start_as_a_sincos_grid(tiny: Path) -> None:
+def test_vit_positions_start_as_a_sincos_grid(tmp_path: Path) -> None:
     import torch
 
-    model, _ = _load(tiny)
-    spec = E.spec_for("tiny")
+    model, processor = _load(E.build_embedded_model("tiny", tmp_path / "vit", tower="vit"))
+    spec = E.spec_for("tiny", tower="vit")
+    assert model.config.model_type == "llava" and processor.vision_feature_select_strategy == "default"
     pos = model.model.vision_tower.embeddings.position_embedding.weight
     want = E.sincos_2d(spec.image_size // spec.patch_size, spec.vision_hidden) * E.POSITION_INIT_SCALE
     assert torch.allclose(pos[1:], want) and not pos[0].any()

@@ -21,7 +21,8 @@ def test_build_is_deterministic_and_loads_with_auto_classes(tmp_path: Path) -> N
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     model = AutoModelForImageTextToText.from_pretrained(a)
     processor = AutoProcessor.from_pretrained(a)
-    assert model.config.model_type == "llava"
+    assert model.config.model_type == "fast_vlm"
+    assert model.config.vision_config.model_type == "resnet"
     msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Where is N2?"}]}]
     text = processor.apply_chat_template(msgs, add_generation_prompt=True)
     assert "<image>" in text and text.endswith("<|assistant|>")

@@ -1,9 +1,12 @@
 """``sparkle demo``: the whole Sparkle loop on a CPU, with nothing to download.
 
 1. generate Sparkle-Instruct, practice data in the test format, and the paper's test suites;
-2. build the embedded model (random init, standard LLaVA architecture, local folder);
+2. build the embedded model (random init, FastVLM with a ResNet tower, local folder);
 3. evaluate it untrained on the paper suite (basic MCQ, SPP 4x4/5x5, TSP);
-4. train it on Sparkle data through the same ``sparkle train sft`` path real models use;
+4. train it on Sparkle data: first the vision tower on the Sparkle scenes' own records
+   (``sparkle train tower``: what each image token holds, and a projector that writes it in the
+   decoder's own label and letter embeddings), then SFT with the tower frozen through the same
+   ``sparkle train sft`` path real models use;
 5. evaluate again and write the report (baseline vs Sparkle-trained, with significance);
 6. a small transfer experiment: the same small budget of composite-task training (SPP + TSP,
    no test instance leaks) starting from scratch and from the Sparkle-trained model, compared on
@@ -38,9 +41,11 @@ class DemoPlan:
     instruct_images: int = 1000  # Sparkle-Instruct images (17 questions each)
     practice_images: int = 3000  # basic-train images (3 MCQ each)
     eval_n: int = 200  # scenes per test part (the paper's 200)
-    steps: int = 1200  # SFT steps on Sparkle data (~7.5 min on 2 cores)
+    tower_steps: int = 2500  # dense tower pretraining steps (``sparkle train tower``)
+    code_steps: int = 300  # projector code steps
+    steps: int = 1200  # SFT steps on Sparkle data, tower frozen
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = 3e-4
     warmup_ratio: float = 0.05
     transfer_records: int = 2000  # composite-task training records for the transfer experiment
     transfer_steps: int = 150
@@ -65,6 +70,8 @@ PLANS = {
         instruct_images=8,
         practice_images=8,
         eval_n=4,
+        tower_steps=4,
+        code_steps=2,
         steps=4,
         batch_size=4,
         transfer_records=12,
@@ -91,7 +98,16 @@ def _eval(model: str, suite: str, out: Path, plan: DemoPlan, data_dir: Path, wor
     return run_eval(cfg, progress=None)
 
 
-def _sft(model: str, data: list[Path], out: Path, steps: int, lr: float, plan: DemoPlan, log: Log) -> dict:
+def _sft(
+    model: str,
+    data: list[Path],
+    out: Path,
+    steps: int,
+    lr: float,
+    plan: DemoPlan,
+    log: Log,
+    freeze: bool = False,
+) -> dict:
     from sparkle_vlm.train.config import SFTTrainConfig
     from sparkle_vlm.train.sft import train_sft
 
@@ -100,6 +116,7 @@ def _sft(model: str, data: list[Path], out: Path, steps: int, lr: float, plan: D
         data=[str(d) for d in data],
         out=str(out),
         lora=False,  # a model trained from scratch learns every weight
+        freeze_vision=freeze,
         lr=lr,
         batch_size=plan.batch_size,
         grad_accum=1,
@@ -179,16 +196,34 @@ def run_demo(
         key,
     )
 
+    def tower() -> dict[str, Any]:
+        from sparkle_vlm.train.tower import TowerTrainConfig, pretrain_tower
+
+        cfg = TowerTrainConfig(
+            model=str(out_p / "model-untrained"),
+            data=[str(data / "instruct"), str(data / "basic-train")],
+            out=str(out_p / "model-tower"),
+            steps=plan.tower_steps,
+            code_steps=plan.code_steps,
+            batch_size=plan.batch_size,
+            held_out=min(200, plan.instruct_images // 2),
+            seed=seed,
+        )
+        info = pretrain_tower(cfg, log=log)
+        return {"dense": info["dense"], "code": info["code"]}
+
+    stages.run("train-tower", tower, key)
     stages.run(
         "train-sparkle",
         lambda: _sft(
-            str(out_p / "model-untrained"),
+            str(out_p / "model-tower"),
             [data / "instruct", data / "basic-train"],
             out_p / "model-sparkle",
             plan.steps,
             plan.lr,
             plan,
             log,
+            freeze=True,
         ),
         key,
     )

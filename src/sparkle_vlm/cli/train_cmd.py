@@ -299,6 +299,45 @@ def grpo(
     _report(train_grpo(cfg), "GRPO")
 
 
+@train_app.command("tower")
+def tower(
+    model: str = typer.Option(..., "--model", help="Model folder whose vision tower returns a token grid."),
+    data: list[Path] = typer.Option(
+        ..., "--data", help="Dataset folder from `sparkle generate` (repeatable)."
+    ),
+    out: Path = typer.Option(..., "--out", help="Output model folder."),
+    steps: int = typer.Option(2500, "--steps", help="Dense pretraining steps (tower + per-token head)."),
+    code_steps: int = typer.Option(300, "--code-steps", help="Projector code steps (tower fixed)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Learning rate of both stages."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images per step."),
+    held_out: int = typer.Option(200, "--held-out", help="Images kept out to measure the accuracies."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the batches and the held-out split."),
+) -> None:
+    """Teach the vision tower what its tokens hold (targets from the scene records), then set the
+    projector so a disc's token reads as its label + region embeddings; continue with
+    `sparkle train sft --full --freeze-vision`."""
+    from sparkle_vlm.train.tower import TowerTrainConfig, pretrain_tower
+
+    cfg = TowerTrainConfig(
+        model=model,
+        data=[str(d) for d in data],
+        out=str(out),
+        steps=steps,
+        code_steps=code_steps,
+        lr=lr,
+        batch_size=batch_size,
+        held_out=held_out,
+        seed=seed,
+    )
+    info = pretrain_tower(cfg)
+    dense, code = info["dense"], info["code"]
+    typer.echo(
+        f"{out}: tower pretrained in {info['seconds']:.0f} s; held-out disc labels "
+        f"{100 * dense['disc_label_accuracy']:.1f} %, regions {100 * dense['disc_region_accuracy']:.1f} %; "
+        f"code relative error {code['relative_error']:.3f}"
+    )
+
+
 @train_app.command("configs")
 def configs() -> None:
     """List the shipped training configs (name, method, model)."""

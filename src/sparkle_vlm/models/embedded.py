@@ -75,9 +75,20 @@ CHAT_TEMPLATE = (
 )
 
 
+#: Vision towers: ``vit`` (LLaVA with a CLIP ViT) or ``resnet`` (FastVLM with transformers'
+#: ResNet; its last feature map, flattened, is the image tokens).
+TOWERS = ("vit", "resnet")
+
+
 @dataclass(frozen=True)
 class EmbeddedSpec:
-    """Sizes of one embedded model. ``image_size / patch_size`` squared is the number of image tokens."""
+    """Sizes of one embedded model. ``image_size / patch_size`` squared is the number of image tokens.
+
+    With ``tower="resnet"`` the patch size is the tower's total stride (4 for its stem, times 2
+    per further stage), ``vision_hidden`` the width of its last stage (each earlier stage has
+    half the next one's) and ``vision_layers`` the number of blocks in its last stage;
+    ``vision_heads`` and ``vision_mlp`` are unused.
+    """
 
     image_size: int  # side (px) the processor resizes images to
     patch_size: int  # ViT patch side (px)
@@ -90,26 +101,44 @@ class EmbeddedSpec:
     text_heads: int
     text_mlp: int
     max_positions: int = 2048
+    tower: str = "vit"
 
     @property
     def image_tokens(self) -> int:
         return (self.image_size // self.patch_size) ** 2
 
+    def resnet_widths(self) -> list[int]:
+        """Stage widths of the ResNet tower: one stage at stride 4, then one per factor 2."""
+        stages = (self.patch_size // 4).bit_length()
+        return [self.vision_hidden >> (stages - 1 - i) for i in range(stages)]
+
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first inconsistent field."""
+        if self.tower not in TOWERS:
+            raise ConfigError("tower", f"must be one of {', '.join(TOWERS)}, got {self.tower!r}")
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, int) or v <= 0:
+            if f.name != "tower" and (not isinstance(v, int) or v <= 0):
                 raise ConfigError(f.name, f"must be a positive integer, got {v!r}")
         if self.image_size % self.patch_size:
             raise ConfigError(
                 "patch_size", f"must divide image_size {self.image_size}, got {self.patch_size}"
             )
-        if self.vision_hidden % self.vision_heads:
+        if self.tower == "resnet":
+            stride = self.patch_size // 4
+            if self.patch_size % 4 or stride & (stride - 1):
+                raise ConfigError(
+                    "patch_size", f"must be 4 times a power of 2 with tower=resnet, got {self.patch_size}"
+                )
+            if self.vision_hidden % stride:
+                raise ConfigError(
+                    "vision_hidden", f"must be a multiple of {stride}, got {self.vision_hidden}"
+                )
+        elif self.vision_hidden % self.vision_heads:
             raise ConfigError("vision_heads", f"must divide vision_hidden {self.vision_hidden}")
         if self.text_hidden % self.text_heads:
             raise ConfigError("text_heads", f"must divide text_hidden {self.text_hidden}")
-        if self.vision_hidden % 4:
+        if self.tower == "vit" and self.vision_hidden % 4:
             raise ConfigError(
                 "vision_hidden", f"must be a multiple of 4 (2D sin-cos), got {self.vision_hidden}"
             )
@@ -118,8 +147,8 @@ class EmbeddedSpec:
 #: The size dial. ``small`` is the CPU demo model (recipe in docs/embedded-model.md).
 SIZES: dict[str, EmbeddedSpec] = {
     "tiny": EmbeddedSpec(
-        image_size=56,
-        patch_size=14,
+        image_size=64,
+        patch_size=16,
         vision_hidden=32,
         vision_layers=1,
         vision_heads=2,
@@ -129,12 +158,13 @@ SIZES: dict[str, EmbeddedSpec] = {
         text_heads=2,
         text_mlp=64,
         max_positions=1024,
+        tower="resnet",
     ),
     "small": EmbeddedSpec(
         image_size=128,
         patch_size=16,
         vision_hidden=128,
-        vision_layers=3,
+        vision_layers=2,
         vision_heads=4,
         vision_mlp=256,
         text_hidden=128,
@@ -142,19 +172,21 @@ SIZES: dict[str, EmbeddedSpec] = {
         text_heads=4,
         text_mlp=256,
         max_positions=2048,
+        tower="resnet",
     ),
     "base": EmbeddedSpec(
         image_size=224,
-        patch_size=14,
-        vision_hidden=384,
-        vision_layers=6,
-        vision_heads=6,
-        vision_mlp=1536,
+        patch_size=16,
+        vision_hidden=256,
+        vision_layers=2,
+        vision_heads=4,
+        vision_mlp=1024,
         text_hidden=512,
         text_layers=8,
         text_heads=8,
         text_mlp=1536,
         max_positions=4096,
+        tower="resnet",
     ),
 }
 
@@ -263,34 +295,46 @@ def build_tokenizer() -> Any:
 
 
 def build_processor(spec: EmbeddedSpec, tokenizer: Any | None = None) -> Any:
-    """The LLaVA processor: CLIP-style resize to ``image_size`` squared, then the chat template."""
+    """The LLaVA processor: CLIP-style resize to ``image_size`` squared, then the chat template.
+
+    FastVLM (``tower="resnet"``) uses the same processor class with every cell of the tower's
+    output grid as an image token (``"full"``, no CLS token).
+    """
     from transformers import CLIPImageProcessor, LlavaProcessor
 
     tokenizer = build_tokenizer() if tokenizer is None else tokenizer
     side = spec.image_size
+    if spec.tower == "vit":
+        # Scenes are black-on-white: white maps to 0, so blank patches carry only their position
+        # embedding and drawn content stands out (with ImageNet-style centring the constant white
+        # response swamps the position signal after the ViT's first LayerNorm).
+        mean, std = [1.0, 1.0, 1.0], [0.5, 0.5, 0.5]
+    else:
+        # White maps to 1 and the convolutions pad with 0: the padding marks the image border,
+        # the only source of absolute position (hence of a disc's region) a CNN has.
+        mean, std = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
     image_processor = CLIPImageProcessor(
         size={"height": side, "width": side},
         crop_size={"height": side, "width": side},
         do_center_crop=False,
-        # Scenes are black-on-white: white maps to 0, so blank patches carry only their position
-        # embedding and drawn content stands out (with ImageNet-style centring the constant white
-        # response swamps the position signal after the ViT's first LayerNorm).
-        image_mean=[1.0, 1.0, 1.0],
-        image_std=[0.5, 0.5, 0.5],
+        image_mean=mean,
+        image_std=std,
     )
+    vit = spec.tower == "vit"
     return LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=spec.patch_size,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
+        vision_feature_select_strategy="default" if vit else "full",
+        num_additional_image_tokens=1 if vit else 0,
         chat_template=CHAT_TEMPLATE,
     )
 
 
 def build_config(spec: EmbeddedSpec, tokenizer: Any) -> Any:
-    """The LlavaConfig of a spec (CLIP vision tower, Llama language model)."""
-    from transformers import LlavaConfig
+    """The model config of a spec: LlavaConfig (CLIP ViT tower) or FastVlmConfig (ResNet tower),
+    with a Llama language model."""
+    from transformers import FastVlmConfig, LlavaConfig
 
     vocab = len(tokenizer)
     text_config = {
@@ -321,6 +365,27 @@ def build_config(spec: EmbeddedSpec, tokenizer: Any) -> Any:
     }
     # transformers 5 names the field image_token_id (older stubs know only image_token_index).
     ids: dict[str, Any] = {"image_token_id": tokenizer.convert_tokens_to_ids(IMAGE)}
+    if spec.tower == "resnet":
+        widths = spec.resnet_widths()
+        resnet = {
+            "model_type": "resnet",
+            "embedding_size": widths[0],
+            "hidden_sizes": widths,
+            "depths": [1] * (len(widths) - 1) + [spec.vision_layers],
+            "layer_type": "basic",
+            "downsample_in_first_stage": False,
+            "hidden_size": widths[-1],  # FastVLM's projector reads the tower width here
+        }
+        return FastVlmConfig(
+            vision_config=resnet,
+            text_config=text_config,
+            **ids,
+            image_seq_length=spec.image_tokens,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            projector_hidden_act="gelu",
+            tie_word_embeddings=True,
+        )
     return LlavaConfig(
         vision_config=vision_config,
         text_config=text_config,
@@ -354,22 +419,27 @@ def sincos_2d(grid: int, dim: int) -> Any:
 
 
 def build_model(spec: EmbeddedSpec, tokenizer: Any, seed: int = 0) -> Any:
-    """A randomly initialised LlavaForConditionalGeneration (same spec and seed, same weights).
+    """A randomly initialised LlavaForConditionalGeneration or, with ``tower="resnet"``,
+    FastVlmForConditionalGeneration (same spec and seed, same weights).
 
     The ViT position embeddings start as a scaled 2D sin-cos grid (the CLS slot at 0): learned
     from a 0.02-std init they are swamped by the patch content after the first LayerNorm, and the
     model then needs many more steps before it can tell where anything is.
     """
     import torch
-    from transformers import LlavaForConditionalGeneration
+    from transformers import FastVlmForConditionalGeneration, LlavaForConditionalGeneration
 
     config = build_config(spec, tokenizer)
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config)
-    with torch.no_grad():
-        pos = model.model.vision_tower.embeddings.position_embedding.weight
-        pos.zero_()
-        pos[1:] = sincos_2d(spec.image_size // spec.patch_size, spec.vision_hidden) * POSITION_INIT_SCALE
+    model: Any
+    if spec.tower == "resnet":
+        model = FastVlmForConditionalGeneration(config)
+    else:
+        model = LlavaForConditionalGeneration(config)
+        with torch.no_grad():
+            pos = model.model.vision_tower.embeddings.position_embedding.weight
+            pos.zero_()
+            pos[1:] = sincos_2d(spec.image_size // spec.patch_size, spec.vision_hidden) * POSITION_INIT_SCALE
     gen = model.generation_config
     gen.eos_token_id = tokenizer.eos_token_id
     gen.pad_token_id = tokenizer.pad_token_id

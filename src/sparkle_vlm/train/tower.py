@@ -1,0 +1,374 @@
+"""``sparkle train tower``: teach a model's vision tower what its image tokens hold, before SFT.
+
+A model trained from random weights (the embedded model) cannot learn the basic skills end to
+end within a CPU budget (docs/embedded-model.md, rounds 1-6). Two stages here make its image
+tokens readable, with targets computed from the scene records of the training data (the scene
+is the truth: no pixel is labelled by hand and no outside data is used):
+
+1. **Dense pretraining.** A 1x1-conv head on the tower's output grid learns, for every cell, the
+   label of the disc centred in it (or none), that disc's 3x3 region, its coordinates, and the
+   cell's own row and column; tower and head learn together, the head is dropped afterwards.
+2. **Code projector.** With the tower fixed, the projector's first layer learns (one-vs-rest)
+   which label and which region each token holds, and its second layer is set to the decoder's
+   own embeddings of ``" N<j>"`` and of the region's option letter. A disc's image token thus
+   starts as embed(label) + embed(letter) and empty cells start near 0: the decoder meets image
+   tokens in its own words, the match it could not learn from scratch.
+
+Then SFT continues with the tower frozen (``--full --freeze-vision``). Works on models whose
+tower returns a token grid (B, C, H, W), such as the embedded model's FastVLM + ResNet, and whose
+tokenizer spells each label and option letter as one token.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparkle_vlm import geometry
+from sparkle_vlm.errors import ConfigError, SparkleError
+from sparkle_vlm.fsutil import atomic_write_json, check_writable_dir
+from sparkle_vlm.train.common import Log, stderr_log
+
+#: Written next to the weights: the config and the accuracies of both stages.
+RECORD = "sparkle_tower.json"
+#: Labels N1..N12 and the 9 regions of the localization grid.
+N_LABELS, N_REGIONS = 12, len(geometry.REGIONS)
+
+
+@dataclass
+class TowerTrainConfig:
+    """Dense tower pretraining + code projector. ``data``: folders written by ``sparkle generate``."""
+
+    model: str = ""
+    data: list[str] = field(default_factory=list)
+    out: str = ""
+    steps: int = 2500  # dense pretraining steps (tower + head)
+    code_steps: int = 300  # projector code steps (tower fixed)
+    lr: float = 1e-3
+    batch_size: int = 16
+    held_out: int = 200  # images kept out of training to measure the accuracies
+    seed: int = 0
+
+    def validate(self) -> None:
+        for name in ("model", "out"):
+            if not getattr(self, name):
+                raise ConfigError(name, "required")
+        if not self.data:
+            raise ConfigError("data", "required (one or more dataset folders)")
+        for name in ("steps", "code_steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, f"must be at least 1, got {getattr(self, name)}")
+        if self.held_out < 0:
+            raise ConfigError("held_out", f"must be non-negative, got {self.held_out}")
+        if self.lr <= 0:
+            raise ConfigError("lr", f"must be positive, got {self.lr}")
+
+
+def cell_of(x: float, y: float, frame: float, grid: int) -> tuple[int, int]:
+    """(row, column) of the token cell holding frame point (x, y); row 0 is the image's top.
+
+    >>> cell_of(0.0, 10.0, 10, 8), cell_of(9.99, 0.0, 10, 8), cell_of(5.0, 5.0, 10, 8)
+    ((0, 0), (7, 7), (4, 4))
+    """
+    return min(grid - 1, max(0, int((1 - y / frame) * grid))), min(grid - 1, max(0, int(x / frame * grid)))
+
+
+def scene_targets(scene: dict[str, Any], grid: int) -> tuple[list[int], list[int], list[float]]:
+    """Per-cell targets of one point scene, cells in raster order: the label number of the disc
+    centred there (0: none), its region index in ``geometry.REGIONS`` (-1: none) and its (x, y)
+    as fractions of the frame (0 where no disc is)."""
+    frame = float(scene.get("frame", 10))
+    label, region, xy = [0] * grid * grid, [-1] * grid * grid, [0.0] * (2 * grid * grid)
+    for node in scene["nodes"]:
+        x, y = float(node["x"]), float(node["y"])
+        row, col = cell_of(x, y, frame, grid)
+        i = row * grid + col
+        label[i] = int(str(node["label"])[1:])
+        region[i] = geometry.REGIONS.index(geometry.region(x * 10 / frame, y * 10 / frame))
+        xy[2 * i], xy[2 * i + 1] = x / frame, y / frame
+    return label, region, xy
+
+
+def _point_scenes(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """image path -> scene, for every record whose scene is labelled discs N1..N12."""
+    scenes: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        scene, images = rec.get("scene") or {}, rec.get("images") or []
+        nodes = scene.get("nodes") if isinstance(scene, dict) else None
+        if len(images) != 1 or not nodes:
+            continue
+        labels = [str(n.get("label", "")) for n in nodes]
+        if all(
+            lab[:1] == "N" and lab[1:].isdigit() and 1 <= int(lab[1:]) <= N_LABELS for lab in labels
+        ) and all("x" in n and "y" in n for n in nodes):
+            scenes.setdefault(str(images[0]), scene)
+    return scenes
+
+
+def _single_token_ids(tokenizer: Any, texts: list[str]) -> list[int]:
+    ids = []
+    for text in texts:
+        got = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(got) != 1:
+            raise SparkleError(
+                f"--model: its tokenizer spells {text!r} as {len(got)} tokens; the code needs one"
+            )
+        ids.append(int(got[0]))
+    return ids
+
+
+def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str, Any]:
+    """Run both stages on ``cfg.model`` and write the result to ``cfg.out``; returns the record.
+
+    The output folder is written next to its place and renamed into it (a crash leaves the old
+    state). Same config and data give the same weights.
+    """
+    cfg.validate()
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from sparkle_vlm.train.data import load_records
+
+    out = check_writable_dir(cfg.out, "out")
+    if out.exists() and any(out.iterdir()) and not (out / RECORD).exists():
+        raise SparkleError(
+            f"--out: {out} is not empty and holds no tower-pretrained model; choose another folder"
+        )
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            cfg.model, dtype=torch.float32, use_safetensors=True
+        )
+        processor = AutoProcessor.from_pretrained(cfg.model)
+    except (OSError, ValueError) as exc:
+        raise SparkleError(f"--model: cannot load {cfg.model}: {str(exc).splitlines()[0]}") from None
+    inner = getattr(model, "model", None)
+    tower = getattr(inner, "vision_tower", None)
+    projector = getattr(inner, "multi_modal_projector", None)
+    if tower is None or not all(hasattr(projector, a) for a in ("linear_1", "act", "linear_2")):
+        raise SparkleError(f"--model: {cfg.model} has no vision_tower + 2-layer multi_modal_projector")
+    image_processor = processor.image_processor
+    records, _ = load_records(cfg.data)
+    scenes = _point_scenes(records)
+    if len(scenes) <= cfg.held_out:
+        raise SparkleError(
+            f"--data: {len(scenes)} images with point scenes; need more than held_out={cfg.held_out}"
+        )
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    keys = sorted(scenes)
+    t0 = time.perf_counter()
+    pixels = []
+    for i in range(0, len(keys), 64):
+        images = []
+        for path in keys[i : i + 64]:
+            with Image.open(path) as im:
+                images.append(im.convert("RGB"))
+        # float16 halves the cache and is exact for the few gray levels of these scenes
+        pixels.append(image_processor(images=images, return_tensors="pt")["pixel_values"].half())
+    pv_all = torch.cat(pixels)
+    with torch.no_grad():
+        feat = tower(pv_all[:1].float(), return_dict=True).last_hidden_state
+    if feat.dim() != 4:
+        raise SparkleError(
+            f"--model: its vision tower returns {feat.dim()}D features; tower pretraining needs a grid"
+        )
+    width, grid = int(feat.shape[1]), int(feat.shape[2])
+    targets = [scene_targets(scenes[k], grid) for k in keys]
+    label = torch.tensor([t[0] for t in targets]).view(-1, grid, grid)
+    region = torch.tensor([t[1] for t in targets]).view(-1, grid, grid)
+    xy = torch.tensor([t[2] for t in targets]).view(-1, grid, grid, 2).permute(0, 3, 1, 2)
+    order = torch.randperm(len(keys), generator=gen)
+    held, train = order[: cfg.held_out], order[cfg.held_out :]
+    log(f"tower pretraining: {len(train)} images ({len(held)} held out), {grid}x{grid} tokens")
+
+    n_out = 1 + N_LABELS + N_REGIONS + 2 + 2 * grid
+    head = torch.nn.Conv2d(width, n_out, 1)
+    opt = torch.optim.AdamW([*tower.parameters(), *head.parameters()], lr=cfg.lr)
+    pos = torch.arange(grid)
+    # Most cells are empty: weight them down so the few disc cells drive the label loss.
+    weight = torch.tensor([0.05] + [1.0] * N_LABELS)
+    f = torch.nn.functional
+    tower.train()
+
+    def grid_out(idx: Any) -> Any:
+        return head(tower(pv_all[idx].float(), return_dict=True).last_hidden_state)
+
+    lab_end, reg_end = 1 + N_LABELS, 1 + N_LABELS + N_REGIONS
+    for step in range(1, cfg.steps + 1):
+        idx = train[torch.randint(0, len(train), (cfg.batch_size,), generator=gen)]
+        o, lab, b = grid_out(idx), label[idx], len(idx)
+        present = (lab > 0).unsqueeze(1).float()
+        loss = (
+            f.cross_entropy(o[:, :lab_end], lab, weight=weight)
+            + f.cross_entropy(o[:, lab_end:reg_end], region[idx], ignore_index=-1)
+            + 10 * ((o[:, reg_end : reg_end + 2] - xy[idx]) ** 2 * present).sum() / present.sum().clamp(min=1)
+            + f.cross_entropy(
+                o[:, reg_end + 2 : reg_end + 2 + grid], pos.view(1, grid, 1).expand(b, grid, grid)
+            )
+            + f.cross_entropy(o[:, reg_end + 2 + grid :], pos.view(1, 1, grid).expand(b, grid, grid))
+        )
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step % max(1, cfg.steps // 10) == 0 or step == cfg.steps:
+            log(f"tower step {step}/{cfg.steps}: loss {loss.item():.4f} ({time.perf_counter() - t0:.0f} s)")
+    _recalibrate_batchnorm(tower, pv_all, train, cfg.batch_size, gen)
+    tower.eval()
+    for p in tower.parameters():
+        p.requires_grad_(False)
+
+    @torch.no_grad()
+    def features(idx: Any) -> Any:
+        return torch.cat(
+            [
+                tower(pv_all[idx[i : i + 64]].float(), return_dict=True)
+                .last_hidden_state.flatten(2)
+                .transpose(1, 2)
+                for i in range(0, len(idx), 64)
+            ]
+        )
+
+    with torch.no_grad():
+        o = torch.cat(
+            [head(tower(pv_all[held[i : i + 64]].float()).last_hidden_state) for i in range(0, len(held), 64)]
+        )
+    disc = label[held] > 0
+    dense = {
+        "disc_label_accuracy": _rate(o[:, :lab_end].argmax(1)[disc] == label[held][disc]),
+        "disc_region_accuracy": _rate(o[:, lab_end:reg_end].argmax(1)[disc] == region[held][disc]),
+        "empty_accuracy": _rate(o[:, :lab_end].argmax(1)[~disc] == 0),
+    }
+    log(f"tower pretraining done: {json.dumps(dense)}")
+
+    code = _code_projector(model, processor.tokenizer, features, label, region, train, held, cfg, gen, log)
+    info = {
+        "config": asdict(cfg),
+        "images": {"train": len(train), "held_out": len(held)},
+        "grid": grid,
+        "dense": dense,
+        "code": code,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        for p in tower.parameters():
+            p.requires_grad_(True)
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        src = Path(cfg.model)
+        for extra in src.glob("sparkle_*.json") if src.is_dir() else []:
+            shutil.copy2(extra, tmp / extra.name)
+        atomic_write_json(tmp / RECORD, info)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info
+
+
+def _rate(hits: Any) -> float:
+    return round(float(hits.float().mean().item()), 4) if hits.numel() else 0.0
+
+
+def _recalibrate_batchnorm(tower: Any, pv_all: Any, train: Any, batch_size: int, gen: Any) -> None:
+    """Recompute BatchNorm running statistics as plain averages over training batches.
+
+    The exponential averages kept while the weights moved lag behind the final weights, and the
+    frozen tower runs in eval mode from here on, on exactly these statistics.
+    """
+    import torch
+
+    norms = [m for m in tower.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    if not norms:
+        return
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    tower.train()
+    with torch.no_grad():
+        for _ in range(50):
+            idx = train[torch.randint(0, len(train), (batch_size,), generator=gen)]
+            tower(pv_all[idx].float(), return_dict=True)
+    for m in norms:
+        m.momentum = 0.1
+
+
+def _code_projector(
+    model: Any,
+    tokenizer: Any,
+    features: Any,
+    label: Any,
+    region: Any,
+    train: Any,
+    held: Any,
+    cfg: TowerTrainConfig,
+    gen: Any,
+    log: Log,
+) -> dict[str, Any]:
+    """Stage 2 (see the module docstring). Returns its held-out accuracies and relative error."""
+    import torch
+
+    projector = model.model.multi_modal_projector
+    lin1, act = projector.linear_1, projector.act
+    n_code = N_LABELS + N_REGIONS
+    if lin1.out_features < n_code:
+        raise SparkleError(f"--model: projector width {lin1.out_features} is below the {n_code} code units")
+    # " N3" (with its space) is how questions name a label; option letters are answered bare.
+    ids = _single_token_ids(tokenizer, [f" N{j}" for j in range(1, N_LABELS + 1)])
+    ids += _single_token_ids(tokenizer, [chr(ord("A") + j) for j in range(N_REGIONS)])
+
+    def code_targets(idx: Any) -> Any:
+        lab, reg = label[idx].flatten(1), region[idx].flatten(1)
+        t = torch.zeros(*lab.shape, lin1.out_features)
+        t[..., :N_LABELS] = torch.nn.functional.one_hot(lab, N_LABELS + 1)[..., 1:].float()
+        t[..., N_LABELS:n_code] = torch.nn.functional.one_hot(reg.clamp(min=0), N_REGIONS).float() * (
+            reg >= 0
+        ).unsqueeze(-1)
+        return t
+
+    opt = torch.optim.AdamW(lin1.parameters(), lr=cfg.lr)
+    # Positives are rare (a few disc tokens x 2 units among width x tokens): weight them up.
+    pos_weight = torch.full((lin1.out_features,), 20.0)
+    for _ in range(cfg.code_steps):
+        idx = train[torch.randint(0, len(train), (cfg.batch_size,), generator=gen)]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            lin1(features(idx)), code_targets(idx), pos_weight=pos_weight
+        )
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        out = lin1(features(held))
+        on = act(out)
+        lab, reg = label[held].flatten(1), region[held].flatten(1)
+        disc = lab > 0
+        # linear_2: code unit -> embedding, scaled by the mean activation of a true label unit.
+        scale = on[disc][:, :N_LABELS].max(-1).values.mean() if disc.any() else torch.tensor(1.0)
+        table = model.get_input_embeddings().weight
+        w = torch.zeros_like(projector.linear_2.weight)
+        w[:, :n_code] = table[ids].T / scale
+        projector.linear_2.weight.copy_(w)
+        if projector.linear_2.bias is not None:
+            projector.linear_2.bias.zero_()
+        ids_t = torch.tensor(ids)
+        want = (
+            table[ids_t[(lab - 1).clamp(min=0)]] + table[ids_t[N_LABELS + reg.clamp(min=0)]]
+        ) * disc.unsqueeze(-1)
+        got = on @ w.T
+        result = {
+            "disc_label_accuracy": _rate(out[..., :N_LABELS].argmax(-1)[disc] + 1 == lab[disc]),
+            "disc_region_accuracy": _rate(out[..., N_LABELS:n_code].argmax(-1)[disc] == reg[disc]),
+            "relative_error": round(float(((got - want) ** 2).sum() / (want**2).sum().clamp(min=1e-12)), 4),
+        }
+    log(f"code projector done: {json.dumps(result)}")
+    return result

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from embedded_learning import _generate  # type: ignore[import-not-found]
+from sparkle_vlm.train.tower import cell_of as _cell
 
 
 def _assemble(
@@ -190,11 +191,6 @@ def _conv_tower(
         }
     # FastVLM's projector reads the tower width from ``hidden_size``.
     return {**vision, "hidden_size": widths[-1], **overrides}, grid
-
-
-def _cell(x: float, y: float, frame: float, grid: int) -> tuple[int, int]:
-    """(row, column) of the token cell holding frame point (x, y); row 0 is the top."""
-    return min(grid - 1, int((1 - y / frame) * grid)), min(grid - 1, int(x / frame * grid))
 
 
 def _plain_cnn(widths: list[int], down: str, extra: int = 0) -> Any:

@@ -5,8 +5,10 @@
 
 Runs the path ``sparkle demo`` runs, nothing else: generate Sparkle-Instruct and ``basic-train``
 (practice data in the test format, scenes disjoint from the test set), build the embedded model
-(``sparkle_vlm.models.embedded``), train every weight with ``sparkle_vlm.train.sft.train_sft`` (TRL
-SFTTrainer, prompt/completion rows, loss on answers only), then evaluate on the basic MCQ test set
+(``sparkle_vlm.models.embedded``), pretrain its tower on the scenes' records
+(``sparkle_vlm.train.tower``; ``--tower-steps 0`` skips it), train the rest with
+``sparkle_vlm.train.sft.train_sft`` (TRL SFTTrainer, prompt/completion rows, loss on answers only,
+tower frozen after its pretraining), then evaluate on the basic MCQ test set
 (``basic`` eval suite: 3 labelled discs + 2 distractors, option letters) with the ``hf`` backend.
 
 Reported: accuracy per capability (direction, distance, localization) next to chance (1/8, 1/3,
@@ -49,7 +51,9 @@ def main() -> None:
     ap.add_argument("--practice-images", type=int, default=3000, help="basic-train images (3 MCQ each)")
     ap.add_argument("--steps", type=int, default=1200, help="SFT optimizer steps")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--tower-steps", type=int, default=2500, help="tower pretraining steps (0: none)")
+    ap.add_argument("--code-steps", type=int, default=300, help="projector code steps")
+    ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--warmup-ratio", type=float, default=0.05)
     ap.add_argument("--eval-n", type=int, default=200, help="test scenes (one question per capability each)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the demo uses 1)")
@@ -79,11 +83,33 @@ def main() -> None:
     times["build_s"] = time.perf_counter() - t
     params = json.loads((model_dir / MARKER).read_text())["parameters"]
 
+    tower: dict[str, Any] = {}
+    if args.tower_steps:
+        from sparkle_vlm.train.tower import TowerTrainConfig, pretrain_tower
+
+        t = time.perf_counter()
+        info = pretrain_tower(
+            TowerTrainConfig(
+                model=str(model_dir),
+                data=[str(data / "instruct"), str(data / "basic-train")],
+                out=str(work / "model-tower"),
+                steps=args.tower_steps,
+                code_steps=args.code_steps,
+                batch_size=args.batch_size,
+                seed=args.seed,
+            ),
+            log=lambda msg: None,
+        )
+        times["tower_s"] = time.perf_counter() - t
+        tower = {"steps": args.tower_steps, "dense": info["dense"], "code": info["code"]}
+        model_dir = work / "model-tower"
+
     sft = SFTTrainConfig(
         model=str(model_dir),
         data=[str(data / "instruct"), str(data / "basic-train")],
         out=str(work / "model-trained"),
         lora=False,
+        freeze_vision=bool(args.tower_steps),
         lr=args.lr,
         batch_size=args.batch_size,
         grad_accum=1,
@@ -128,6 +154,7 @@ def main() -> None:
                 "goal": 0.8,
                 "n_test_per_capability": {k: int(tasks[k]["n"]) for k in CHANCE if k in tasks},
                 "train_records": n_records,
+                "tower": tower,
                 "sft": {
                     "max_steps": args.steps,
                     "per_device_train_batch_size": args.batch_size,

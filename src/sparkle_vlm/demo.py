@@ -55,10 +55,13 @@ class DemoPlan:
 
     def estimate_minutes(self) -> float:
         """A rough 2-core CPU estimate, printed before the run starts."""
-        # Measured on 2 cores with 1 torch thread: ~0.38 s per Sparkle step, ~1 s per composite step.
-        per_step = {"tiny": 0.03, "small": 0.38, "base": 3.0}.get(self.size, 0.4)
+        # Measured on 2 cores with 1 torch thread: ~0.37 s per Sparkle step, ~1 s per composite
+        # step, ~0.09 s per tower step plus ~25 s to load its images.
+        per_step = {"tiny": 0.03, "small": 0.37, "base": 3.0}.get(self.size, 0.4)
+        per_tower = {"tiny": 0.01, "small": 0.09, "base": 0.6}.get(self.size, 0.1)
         per_eval = {"tiny": 0.005, "small": 0.015, "base": 0.1}.get(self.size, 0.05)
-        train_s = (self.steps + 2 * 2.6 * self.transfer_steps) * per_step
+        tower_s = (self.tower_steps + self.code_steps) * per_tower + 25
+        train_s = (self.steps + 2 * 2.6 * self.transfer_steps) * per_step + tower_s
         eval_s = (2 * 6 * self.eval_n + 2 * 3 * self.eval_n) * per_eval
         return (train_s + eval_s + 30) / 60
 

@@ -337,6 +337,19 @@ def _write_summary(out: Path, plan: DemoPlan, seconds: float) -> Path:
         lines.append(
             f"| {title} | {cell(_accuracy(before, part, task))} | {cell(_accuracy(after, part, task))} |"
         )
+    tower_p = out / "stages" / "train-tower.json"
+    if tower_p.is_file():
+        tw = json.loads(tower_p.read_text())
+        dense, code = tw.get("dense", {}), tw.get("code", {})
+        lines += [
+            "",
+            f"Before SFT the vision tower was pretrained ({plan.tower_steps} steps) on the training scenes' "
+            "records: on held-out images it names the label of "
+            f"{100 * dense.get('disc_label_accuracy', 0):.1f}% of the discs and the region of "
+            f"{100 * dense.get('disc_region_accuracy', 0):.1f}%; the projector then writes a disc's token as its "
+            f"label and letter embeddings (relative error {code.get('relative_error', float('nan')):.2f}). "
+            "SFT kept the tower frozen.",
+        ]
     lines += [
         "",
         "## Transfer: the same composite-task training budget, from scratch vs from the Sparkle model",

@@ -314,6 +314,12 @@ def main() -> None:
         help="code stage: one-vs-rest BCE on linear_1's logits, or MSE of its GELU output to the 0/1 code "
         "(a true unit then sits near 1, so every disc token gets the same scale)",
     )
+    ap.add_argument(
+        "--pack",
+        action="store_true",
+        help="train on one multi-turn conversation per image (all its questions, the image once), "
+        "loss on every answer: more answers per forward pass",
+    )
     ap.add_argument("--freeze-tower", action="store_true", help="keep the tower fixed after pretraining")
     ap.add_argument(
         "--freeze-projector", action="store_true", help="keep the projector fixed too (e.g. the learned code)"
@@ -498,6 +504,28 @@ def main() -> None:
     train += [encode(r, data / "instruct") for r in read_jsonl(data / "instruct" / "data.jsonl")]
     if args.only_tasks:
         train = [row for row in train if row[3]["task"] in args.only_tasks.split(",")]
+    if args.pack:
+        by_image: dict[str, list[Any]] = {}
+        for row in train:
+            by_image.setdefault(row[2], []).append(row)
+        packed = []
+        for path, turns in by_image.items():
+            rest: list[int] = []
+            keep: list[int] = []
+            for j, (p, a, _, _) in enumerate(turns):
+                # p is [user, image..., question, eos, assistant]: the image comes once, up front
+                question = [user, *p[1 + n_image :]] if j else p[1 + n_image :]
+                rest += question + a
+                keep += [0] * len(question) + [1] * len(a)
+            packed.append(
+                (
+                    [user, *[image_tok] * n_image],
+                    rest,
+                    path,
+                    {"label_mask": keep, "scene": turns[0][3]["scene"]},
+                )
+            )
+        train = packed
     test = [encode(r, data / "basic-test") for r in read_jsonl(data / "basic-test" / "data.jsonl")]
     stages = [(k, int(n)) for k, n in (x.split(":") for x in args.warmup_stages.split(",") if x)]
     one_disc = {kind: (_one_disc(kind, 3000, 0), _one_disc(kind, 200, 1)) for kind, _ in stages}
@@ -510,11 +538,14 @@ def main() -> None:
         ids = torch.full((len(samples), length), tokenizer.pad_token_id)
         labels = torch.full((len(samples), length), -100)
         mask = torch.zeros((len(samples), length), dtype=torch.long)
-        for i, (p, a, _, _) in enumerate(samples):
+        for i, (p, a, _, rec) in enumerate(samples):
             seq = p + a
             ids[i, : len(seq)] = torch.tensor(seq)
             mask[i, : len(seq)] = 1
             labels[i, len(p) : len(seq)] = torch.tensor(a)
+            if "label_mask" in rec:  # packed conversations: only the answers carry loss
+                keep = torch.tensor(rec["label_mask"], dtype=torch.bool)
+                labels[i, len(p) : len(seq)][~keep] = -100
         if samples[0][2] is None:  # text-only rows (``recallK``)
             return ids.to(device), mask.to(device), labels.to(device), None
         batch_keys[:] = [s[2] for s in samples]

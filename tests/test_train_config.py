@@ -89,6 +89,8 @@ def test_precedence_defaults_yaml_flags(tmp_path: Path):
         ({"lora_dropout": 1.5}, "lora_dropout"),
         ({"merge": True, "lora": False}, "merge"),
         ({"freeze_vision": True}, "freeze_vision"),  # LoRA (the default) leaves the tower alone anyway
+        ({"freeze_projector": True}, "freeze_projector"),
+        ({"freeze_embeddings": True}, "freeze_embeddings"),
         ({"min_pixels": 100, "max_pixels": 10}, "min_pixels"),
         ({"lora_targets": "(unclosed"}, "lora_targets"),
         ({"model": ""}, "model"),

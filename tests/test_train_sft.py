@@ -6,6 +6,7 @@ Run: .venv/bin/python -m pytest tests/test_train_sft.py
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -335,6 +336,34 @@ def test_full_sft_with_frozen_tower_moves_the_projector_not_the_tower(
     assert not any(changed("vision_tower."))
     assert any(changed("multi_modal_projector."))
     assert any(changed("language_model."))
+
+
+def test_rationale_sft_with_frozen_projector_and_embeddings(
+    tiny_llava_dir: Path, tiny_instruct_dir: Path, tmp_path: Path
+):
+    from safetensors.torch import load_file
+
+    from sparkle_vlm.train.sft import prepare_sft, train_sft
+
+    out = tmp_path / "rationale"
+    flags = {"freeze_vision": True, "freeze_projector": True, "freeze_embeddings": True, "rationale": True}
+    cfg = _cfg(tiny_llava_dir, tiny_instruct_dir, out, lora=False, max_steps=2, save_steps=2, **flags)
+    rows = prepare_sft(cfg, log=_quiet).rows
+    # answers with a named object start with its cell; descriptions keep their text
+    texts = [r["completion"][0]["content"][0]["text"] for r in rows]
+    assert any(re.match(r" N\d+ \d\d", t) for t in texts)
+    train_sft(cfg, log=_quiet)
+    before = load_file(str(next(tiny_llava_dir.glob("*.safetensors"))))
+    after = load_file(str(out / "model.safetensors"))
+
+    def changed(marker: str) -> list[bool]:
+        keys = [k for k in before if marker in k]
+        assert keys, marker
+        return [not bool((before[k] == after[k]).all()) for k in keys]
+
+    for frozen in ("vision_tower.", "multi_modal_projector.", "embed_tokens."):
+        assert not any(changed(frozen)), frozen
+    assert any(changed("layers."))
 
 
 def test_lora_targets_on_llava(tiny_llava_dir: Path, tiny_instruct_dir: Path, tmp_path: Path):

@@ -110,3 +110,47 @@ def test_cli_reports_the_accuracies(
     assert "held_out" in capsys.readouterr().err
     assert main([*args, "--steps", "2", "--code-steps", "1", "--held-out", "1"]) == 0
     assert "tower pretrained" in capsys.readouterr().out and (tmp_path / "t" / "sparkle_tower.json").is_file()
+
+
+def test_scene_cells_match_the_rationale_digits() -> None:
+    from sparkle_vlm.train.rationale import cell_digits
+    from sparkle_vlm.train.tower import scene_cells
+
+    scene = {
+        "frame": 10,
+        "nodes": [{"label": "N3", "x": 1.0, "y": 9.0}, {"label": "N5", "x": 6.2, "y": 3.99}],
+    }
+    fx, fy = scene_cells(scene, 4)
+    assert (fx[0], fy[0]) == (1, 9) and (fx[2 * 4 + 2], fy[2 * 4 + 2]) == (6, 3)
+    assert f"{fx[10]}{fy[10]}" == cell_digits(6.2, 3.99) and sum(v >= 0 for v in fx) == 2
+
+
+@pytest.mark.torch
+def test_a_wide_enough_projector_also_codes_the_cell_digits(tiny_instruct_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    from sparkle_vlm.models.embedded import build_embedded_model
+
+    base = build_embedded_model("tiny", tmp_path / "base", text_hidden=64)
+    cfg = TowerTrainConfig(
+        model=str(base),
+        data=[str(tiny_instruct_dir)],
+        out=str(tmp_path / "a"),
+        steps=2,
+        code_steps=1,
+        held_out=1,
+    )
+    info = pretrain_tower(cfg, log=lambda _m: None)
+    assert (
+        {"disc_x_accuracy", "disc_y_accuracy"} <= set(info["code"]) <= set(info["code"]) | set(info["dense"])
+    )
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "a")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "a")
+    w = model.model.multi_modal_projector.linear_2.weight.detach()
+    table = model.get_input_embeddings().weight.detach()
+    # units 21-30: x digits as the rationale writes them (" 1"), 31-40: y digits ("8")
+    ids = [tok(f" {j}", add_special_tokens=False)["input_ids"][0] for j in range(10)]
+    ids += [tok(str(j), add_special_tokens=False)["input_ids"][0] for j in range(10)]
+    ratio = w[:, 21:41] / table[ids].T
+    assert ratio.std() / ratio.mean().abs() < 1e-4
+    assert not w[:, 41:].any()

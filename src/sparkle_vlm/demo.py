@@ -43,9 +43,10 @@ class DemoPlan:
     eval_n: int = 200  # scenes per test part (the paper's 200)
     tower_steps: int = 2500  # dense tower pretraining steps (``sparkle train tower``)
     code_steps: int = 300  # projector code steps
-    steps: int = 1200  # SFT steps on Sparkle data, tower frozen
+    steps: int = 1500  # SFT steps on Sparkle data; tower, projector and embeddings frozen
     batch_size: int = 16
-    lr: float = 3e-4
+    lr: float = 1e-3
+    rationale: bool = True  # answers first write the cells of the named objects (train/rationale.py)
     warmup_ratio: float = 0.05
     transfer_records: int = 2000  # composite-task training records for the transfer experiment
     transfer_steps: int = 150
@@ -110,6 +111,7 @@ def _sft(
     plan: DemoPlan,
     log: Log,
     freeze: bool = False,
+    rationale: bool = False,
 ) -> dict:
     from sparkle_vlm.train.config import SFTTrainConfig
     from sparkle_vlm.train.sft import train_sft
@@ -119,7 +121,11 @@ def _sft(
         data=[str(d) for d in data],
         out=str(out),
         lora=False,  # a model trained from scratch learns every weight
+        # the tower's code speaks in the decoder's embeddings: keep both as they are
         freeze_vision=freeze,
+        freeze_projector=freeze,
+        freeze_embeddings=freeze,
+        rationale=rationale,
         lr=lr,
         batch_size=plan.batch_size,
         grad_accum=1,
@@ -227,6 +233,7 @@ def run_demo(
             plan,
             log,
             freeze=True,
+            rationale=plan.rationale,
         ),
         key,
     )

@@ -284,12 +284,30 @@ def freeze_vision_tower(model: Any) -> int:
     return frozen
 
 
+def freeze_projector(model: Any) -> int:
+    """Fix the projector between tower and language model; returns the parameters frozen."""
+    frozen = 0
+    for name, param in model.named_parameters():
+        if any(mk in name for mk in PROJECTOR_MARKERS):
+            param.requires_grad_(False)
+            frozen += param.numel()
+    if not frozen:
+        raise ConfigError("freeze_projector", f"found no projector parameters in {type(model).__name__}")
+    return frozen
+
+
 def model_with_lora(cfg: TrainConfig, rt: Runtime, log: Log) -> tuple[Any, Any, dict[str, Any]]:
     """Load the model and, for LoRA runs, the PEFT config of its language-model linear layers."""
     model = load_model(cfg, rt)
     if not cfg.lora:
         if cfg.freeze_vision:
             log(f"vision tower frozen: {freeze_vision_tower(model):,} parameters")
+        if cfg.freeze_projector:
+            log(f"projector frozen: {freeze_projector(model):,} parameters")
+        if cfg.freeze_embeddings:
+            emb = model.get_input_embeddings().weight
+            emb.requires_grad_(False)
+            log(f"token embeddings frozen: {emb.numel():,} parameters (a tied output head with them)")
         return model, None, {}
     pattern, hits = lora_modules(model, cfg)
     log(f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} on {len(hits)} linear layers")

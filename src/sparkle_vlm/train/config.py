@@ -120,6 +120,10 @@ class TrainConfig:
     # full fine-tuning: keep the vision tower fixed (projector and language model still learn),
     # as LLaVA's second stage and ms-swift's freeze_vit do; the tower also stays in eval mode
     freeze_vision: bool = False
+    # full fine-tuning: keep the projector / the token embeddings (and a tied output head) fixed;
+    # for a model whose projector was set to speak in its own embeddings (sparkle train tower)
+    freeze_projector: bool = False
+    freeze_embeddings: bool = False
     trust_remote_code: bool = False  # never on unless asked: runs code downloaded with the model
     report_to: str = "none"  # none, tensorboard, wandb, ...
 
@@ -167,6 +171,9 @@ class TrainConfig:
                 "freeze_vision",
                 "only applies to full fine-tuning (LoRA already leaves the vision tower alone)",
             )
+        for name in ("freeze_projector", "freeze_embeddings"):
+            if getattr(self, name) and self.lora:
+                raise ConfigError(name, "only applies to full fine-tuning (LoRA leaves it alone anyway)")
         if self.seed < 0:
             raise ConfigError("seed", f"must be non-negative, got {self.seed}")
         if self.dataloader_workers < 0:
@@ -203,6 +210,10 @@ class TrainConfig:
 @dataclass
 class SFTTrainConfig(TrainConfig):
     """Supervised fine-tuning (loss on the answer tokens only)."""
+
+    # answers start with the cells of the objects they name (" N2 18, N1 85. \\boxed{H}"),
+    # computed from the scene records: see sparkle_vlm.train.rationale
+    rationale: bool = False
 
     method: typing.ClassVar[str] = "sft"
 

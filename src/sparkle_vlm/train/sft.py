@@ -55,6 +55,10 @@ def prepare_sft(
 
     out = check_writable_dir(cfg.out)
     records, sources = D.load_records(cfg.data)
+    if cfg.rationale:
+        from sparkle_vlm.train.rationale import with_rationale
+
+        records = [with_rationale(r) for r in records]
     rows = D.sft_rows(records)
     if cfg.shuffle:
         rows = D.shuffled(rows, cfg.seed)

@@ -12,7 +12,9 @@ is the truth: no pixel is labelled by hand and no outside data is used):
    which label and which region each token holds, and its second layer is set to the decoder's
    own embeddings of ``" N<j>"`` and of the region's option letter. A disc's image token thus
    starts as embed(label) + embed(letter) and empty cells start near 0: the decoder meets image
-   tokens in its own words, the match it could not learn from scratch.
+   tokens in its own words, the match it could not learn from scratch. Where the tokenizer spells
+   digits as single tokens, the code also holds the disc's cell (floor x as ``" 1"``, floor y as
+   ``"8"``): the tokens a rationale answer writes (``sparkle_vlm.train.rationale``).
 
 Then SFT continues with the tower frozen (``--full --freeze-vision``). Works on models whose
 tower returns a token grid (B, C, H, W), such as the embedded model's FastVLM + ResNet, and whose
@@ -38,6 +40,8 @@ from sparkle_vlm.train.common import Log, stderr_log
 RECORD = "sparkle_tower.json"
 #: Labels N1..N12 and the 9 regions of the localization grid.
 N_LABELS, N_REGIONS = 12, len(geometry.REGIONS)
+#: floor(x), floor(y) of a disc: 0-9 each.
+N_DIGITS = 10
 
 
 @dataclass
@@ -92,6 +96,21 @@ def scene_targets(scene: dict[str, Any], grid: int) -> tuple[list[int], list[int
         region[i] = geometry.REGIONS.index(geometry.region(x * 10 / frame, y * 10 / frame))
         xy[2 * i], xy[2 * i + 1] = x / frame, y / frame
     return label, region, xy
+
+
+def scene_cells(scene: dict[str, Any], grid: int) -> tuple[list[int], list[int]]:
+    """Per-cell floor(x) and floor(y) digits (``rationale.cell_digits``) of the disc centred in
+    each token cell, raster order; -1 where no disc is."""
+    from sparkle_vlm.train.rationale import cell_digits
+
+    frame = float(scene.get("frame", 10))
+    fx, fy = [-1] * grid * grid, [-1] * grid * grid
+    for node in scene["nodes"]:
+        x, y = float(node["x"]), float(node["y"])
+        row, col = cell_of(x, y, frame, grid)
+        digits = cell_digits(x, y, frame)
+        fx[row * grid + col], fy[row * grid + col] = int(digits[0]), int(digits[1])
+    return fx, fy
 
 
 def _point_scenes(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -184,11 +203,14 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
     label = torch.tensor([t[0] for t in targets]).view(-1, grid, grid)
     region = torch.tensor([t[1] for t in targets]).view(-1, grid, grid)
     xy = torch.tensor([t[2] for t in targets]).view(-1, grid, grid, 2).permute(0, 3, 1, 2)
+    cells = [scene_cells(scenes[k], grid) for k in keys]
+    fx = torch.tensor([c[0] for c in cells]).view(-1, grid, grid)
+    fy = torch.tensor([c[1] for c in cells]).view(-1, grid, grid)
     order = torch.randperm(len(keys), generator=gen)
     held, train = order[: cfg.held_out], order[cfg.held_out :]
     log(f"tower pretraining: {len(train)} images ({len(held)} held out), {grid}x{grid} tokens")
 
-    n_out = 1 + N_LABELS + N_REGIONS + 2 + 2 * grid
+    n_out = 1 + N_LABELS + N_REGIONS + 2 + 2 * grid + 2 * N_DIGITS
     head = torch.nn.Conv2d(width, n_out, 1)
     opt = torch.optim.AdamW([*tower.parameters(), *head.parameters()], lr=cfg.lr)
     pos = torch.arange(grid)
@@ -201,6 +223,7 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
         return head(tower(pv_all[idx].float(), return_dict=True).last_hidden_state)
 
     lab_end, reg_end = 1 + N_LABELS, 1 + N_LABELS + N_REGIONS
+    dig = reg_end + 2 + 2 * grid  # floor-x digit logits, then floor-y
     for step in range(1, cfg.steps + 1):
         idx = train[torch.randint(0, len(train), (cfg.batch_size,), generator=gen)]
         o, lab, b = grid_out(idx), label[idx], len(idx)
@@ -212,7 +235,9 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
             + f.cross_entropy(
                 o[:, reg_end + 2 : reg_end + 2 + grid], pos.view(1, grid, 1).expand(b, grid, grid)
             )
-            + f.cross_entropy(o[:, reg_end + 2 + grid :], pos.view(1, 1, grid).expand(b, grid, grid))
+            + f.cross_entropy(o[:, reg_end + 2 + grid : dig], pos.view(1, 1, grid).expand(b, grid, grid))
+            + f.cross_entropy(o[:, dig : dig + N_DIGITS], fx[idx], ignore_index=-1)
+            + f.cross_entropy(o[:, dig + N_DIGITS :], fy[idx], ignore_index=-1)
         )
         loss.backward()
         opt.step()
@@ -244,10 +269,14 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
         "disc_label_accuracy": _rate(o[:, :lab_end].argmax(1)[disc] == label[held][disc]),
         "disc_region_accuracy": _rate(o[:, lab_end:reg_end].argmax(1)[disc] == region[held][disc]),
         "empty_accuracy": _rate(o[:, :lab_end].argmax(1)[~disc] == 0),
+        "disc_x_accuracy": _rate(o[:, dig : dig + N_DIGITS].argmax(1)[disc] == fx[held][disc]),
+        "disc_y_accuracy": _rate(o[:, dig + N_DIGITS :].argmax(1)[disc] == fy[held][disc]),
     }
     log(f"tower pretraining done: {json.dumps(dense)}")
 
-    code = _code_projector(model, processor.tokenizer, features, label, region, train, held, cfg, gen, log)
+    code = _code_projector(
+        model, processor.tokenizer, features, (label, region, fx, fy), train, held, cfg, gen, log
+    )
     info = {
         "config": asdict(cfg),
         "images": {"train": len(train), "held_out": len(held)},
@@ -307,8 +336,7 @@ def _code_projector(
     model: Any,
     tokenizer: Any,
     features: Any,
-    label: Any,
-    region: Any,
+    targets: tuple[Any, Any, Any, Any],
     train: Any,
     held: Any,
     cfg: TowerTrainConfig,
@@ -318,22 +346,36 @@ def _code_projector(
     """Stage 2 (see the module docstring). Returns its held-out accuracies and relative error."""
     import torch
 
+    label, region, fx, fy = targets
     projector = model.model.multi_modal_projector
     lin1, act = projector.linear_1, projector.act
-    n_code = N_LABELS + N_REGIONS
-    if lin1.out_features < n_code:
-        raise SparkleError(f"--model: projector width {lin1.out_features} is below the {n_code} code units")
     # " N3" (with its space) is how questions name a label; option letters are answered bare.
     ids = _single_token_ids(tokenizer, [f" N{j}" for j in range(1, N_LABELS + 1)])
     ids += _single_token_ids(tokenizer, [chr(ord("A") + j) for j in range(N_REGIONS)])
+    # The cell digits as a rationale writes them: x with its space (" 1"), y bare ("8").
+    digits = [f" {j}" for j in range(N_DIGITS)] + [str(j) for j in range(N_DIGITS)]
+    with_cells = all(len(tokenizer(d, add_special_tokens=False)["input_ids"]) == 1 for d in digits)
+    if with_cells and lin1.out_features >= len(ids) + len(digits):
+        ids += _single_token_ids(tokenizer, digits)
+    else:
+        with_cells = False
+        log("code projector: digits split or projector too narrow; the code holds labels and regions only")
+    n_code = len(ids)
+    if lin1.out_features < n_code:
+        raise SparkleError(f"--model: projector width {lin1.out_features} is below the {n_code} code units")
+
+    def onehot(v: Any, n: int) -> Any:
+        return torch.nn.functional.one_hot(v.clamp(min=0), n).float() * (v >= 0).unsqueeze(-1)
 
     def code_targets(idx: Any) -> Any:
-        lab, reg = label[idx].flatten(1), region[idx].flatten(1)
+        lab = label[idx].flatten(1)
         t = torch.zeros(*lab.shape, lin1.out_features)
         t[..., :N_LABELS] = torch.nn.functional.one_hot(lab, N_LABELS + 1)[..., 1:].float()
-        t[..., N_LABELS:n_code] = torch.nn.functional.one_hot(reg.clamp(min=0), N_REGIONS).float() * (
-            reg >= 0
-        ).unsqueeze(-1)
+        t[..., N_LABELS : N_LABELS + N_REGIONS] = onehot(region[idx].flatten(1), N_REGIONS)
+        if with_cells:
+            at = N_LABELS + N_REGIONS
+            t[..., at : at + N_DIGITS] = onehot(fx[idx].flatten(1), N_DIGITS)
+            t[..., at + N_DIGITS : n_code] = onehot(fy[idx].flatten(1), N_DIGITS)
         return t
 
     opt = torch.optim.AdamW(lin1.parameters(), lr=cfg.lr)
@@ -364,10 +406,24 @@ def _code_projector(
         want = (
             table[ids_t[(lab - 1).clamp(min=0)]] + table[ids_t[N_LABELS + reg.clamp(min=0)]]
         ) * disc.unsqueeze(-1)
+        cell_acc: dict[str, float] = {}
+        if with_cells:
+            at = N_LABELS + N_REGIONS
+            hx, hy = fx[held].flatten(1), fy[held].flatten(1)
+            want = want + (
+                table[ids_t[at + hx.clamp(min=0)]] + table[ids_t[at + N_DIGITS + hy.clamp(min=0)]]
+            ) * disc.unsqueeze(-1)
+            cell_acc = {
+                "disc_x_accuracy": _rate(out[..., at : at + N_DIGITS].argmax(-1)[disc] == hx[disc]),
+                "disc_y_accuracy": _rate(out[..., at + N_DIGITS : n_code].argmax(-1)[disc] == hy[disc]),
+            }
         got = on @ w.T
         result = {
             "disc_label_accuracy": _rate(out[..., :N_LABELS].argmax(-1)[disc] + 1 == lab[disc]),
-            "disc_region_accuracy": _rate(out[..., N_LABELS:n_code].argmax(-1)[disc] == reg[disc]),
+            "disc_region_accuracy": _rate(
+                out[..., N_LABELS : N_LABELS + N_REGIONS].argmax(-1)[disc] == reg[disc]
+            ),
+            **cell_acc,
             "relative_error": round(float(((got - want) ** 2).sum() / (want**2).sum().clamp(min=1e-12)), 4),
         }
     log(f"code projector done: {json.dumps(result)}")

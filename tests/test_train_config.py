@@ -200,6 +200,17 @@ def test_cli_print_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert cfg["method"] == "sft"
 
 
+def test_cli_rationale_and_freeze_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    base = ["train", "sft", "--model", "m", "--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    flags = ["--full", "--freeze-projector", "--freeze-embeddings", "--rationale", "--print-config"]
+    assert main([*base, *flags]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["rationale"] and cfg["freeze_projector"] and cfg["freeze_embeddings"] and not cfg["lora"]
+    # --set still works when the flag is left out
+    assert main([*base, "--set", "rationale=true", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["rationale"] is True
+
+
 def test_cli_bad_option_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     rc = main(
         [

@@ -48,6 +48,8 @@ def _common_overrides(
     deepspeed: str | None,
     set_: list[str],
     freeze_vision: bool | None,
+    freeze_projector: bool | None = None,
+    freeze_embeddings: bool | None = None,
 ) -> dict[str, Any]:
     values: dict[str, Any] = {
         "model": model,
@@ -74,6 +76,8 @@ def _common_overrides(
         "save_steps": save_steps,
         "deepspeed": deepspeed,
         "freeze_vision": freeze_vision,
+        "freeze_projector": freeze_projector,
+        "freeze_embeddings": freeze_embeddings,
     }
     values.update(parse_options(set_, "--set"))
     return values
@@ -123,6 +127,20 @@ MAX_SAMPLES = typer.Option(None, "--max-samples", help="Use only the first N shu
 FREEZE_VISION = typer.Option(
     None, "--freeze-vision", help="Full fine-tuning: keep the vision tower fixed (projector and LM learn)."
 )
+FREEZE_PROJECTOR = typer.Option(
+    None, "--freeze-projector", help="Full fine-tuning: keep the projector fixed (e.g. after `train tower`)."
+)
+FREEZE_EMBEDDINGS = typer.Option(
+    None,
+    "--freeze-embeddings",
+    help="Full fine-tuning: keep the token embeddings (and a tied output head) fixed.",
+)
+RATIONALE = typer.Option(
+    None,
+    "--rationale",
+    help="Answers first write the cells of the objects they name (' N2 18, N1 85. \\boxed{H}'), "
+    "computed from the scene records.",
+)
 MERGE = typer.Option(None, "--merge", help="Also write the base model with the adapter merged to OUT/merged.")
 TRUST = typer.Option(
     None, "--trust-remote-code", help="Run code shipped with the model (only if you trust it)."
@@ -159,11 +177,14 @@ def sft(
     max_samples: int | None = MAX_SAMPLES,
     merge: bool | None = MERGE,
     freeze_vision: bool | None = FREEZE_VISION,
+    freeze_projector: bool | None = FREEZE_PROJECTOR,
+    freeze_embeddings: bool | None = FREEZE_EMBEDDINGS,
     trust_remote_code: bool | None = TRUST,
     resume: bool | None = RESUME,
     seed: int | None = SEED,
     save_steps: int | None = SAVE_STEPS,
     deepspeed: str | None = DEEPSPEED,
+    rationale: bool | None = RATIONALE,
     set_: list[str] = SET,
     print_config: bool = PRINT,
 ) -> None:
@@ -196,7 +217,11 @@ def sft(
         deepspeed,
         set_,
         freeze_vision,
+        freeze_projector,
+        freeze_embeddings,
     )
+    if rationale is not None:
+        values["rationale"] = rationale
     cfg = load_config("sft", config, values)
     if print_config:
         typer.echo(json.dumps(cfg.to_dict(), indent=2))
@@ -229,6 +254,8 @@ def grpo(
     max_samples: int | None = MAX_SAMPLES,
     merge: bool | None = MERGE,
     freeze_vision: bool | None = FREEZE_VISION,
+    freeze_projector: bool | None = FREEZE_PROJECTOR,
+    freeze_embeddings: bool | None = FREEZE_EMBEDDINGS,
     trust_remote_code: bool | None = TRUST,
     resume: bool | None = RESUME,
     seed: int | None = SEED,
@@ -280,6 +307,8 @@ def grpo(
         deepspeed,
         set_,
         freeze_vision,
+        freeze_projector,
+        freeze_embeddings,
     )
     values.update(
         num_generations=num_generations,

@@ -91,6 +91,7 @@ def test_precedence_defaults_yaml_flags(tmp_path: Path):
         ({"freeze_vision": True}, "freeze_vision"),  # LoRA (the default) leaves the tower alone anyway
         ({"freeze_projector": True}, "freeze_projector"),
         ({"freeze_embeddings": True}, "freeze_embeddings"),
+        ({"tasks": []}, "tasks"),
         ({"min_pixels": 100, "max_pixels": 10}, "min_pixels"),
         ({"lora_targets": "(unclosed"}, "lora_targets"),
         ({"model": ""}, "model"),

@@ -366,6 +366,17 @@ def test_rationale_sft_with_frozen_projector_and_embeddings(
     assert any(changed("layers."))
 
 
+def test_tasks_keeps_only_those_records(tiny_llava_dir: Path, tiny_instruct_dir: Path, tmp_path: Path):
+    from sparkle_vlm.train.sft import prepare_sft
+
+    records = [json.loads(x) for x in (tiny_instruct_dir / "data.jsonl").read_text().splitlines()]
+    want = {r["id"] for r in records if r["task"] == "localization"}
+    cfg = _cfg(tiny_llava_dir, tiny_instruct_dir, tmp_path / "loc", tasks=["localization"], max_samples=None)
+    assert {r["id"] for r in prepare_sft(cfg, log=_quiet).rows} == want and 0 < len(want) < len(records)
+    with pytest.raises(ConfigError, match="tasks"):
+        prepare_sft(_cfg(tiny_llava_dir, tiny_instruct_dir, tmp_path / "x", tasks=["tsp"]), log=_quiet)
+
+
 def test_lora_targets_on_llava(tiny_llava_dir: Path, tiny_instruct_dir: Path, tmp_path: Path):
     from sparkle_vlm.train.common import load_model, load_processor, lora_modules, runtime_for
 

@@ -47,6 +47,9 @@ class DemoPlan:
     batch_size: int = 16
     lr: float = 1e-3
     rationale: bool = True  # answers first write the cells of the named objects (train/rationale.py)
+    # Sparkle-Instruct's holistic descriptions are 45 % of its answer tokens and name no single
+    # object; the demo's small budget goes to the direction / distance / localization questions
+    descriptions: bool = False
     warmup_ratio: float = 0.05
     transfer_records: int = 2000  # composite-task training records for the transfer experiment
     transfer_steps: int = 150
@@ -112,6 +115,7 @@ def _sft(
     log: Log,
     freeze: bool = False,
     rationale: bool = False,
+    tasks: list[str] | None = None,
 ) -> dict:
     from sparkle_vlm.train.config import SFTTrainConfig
     from sparkle_vlm.train.sft import train_sft
@@ -126,6 +130,7 @@ def _sft(
         freeze_projector=freeze,
         freeze_embeddings=freeze,
         rationale=rationale,
+        tasks=tasks,
         lr=lr,
         batch_size=plan.batch_size,
         grad_accum=1,
@@ -234,6 +239,7 @@ def run_demo(
             log,
             freeze=True,
             rationale=plan.rationale,
+            tasks=None if plan.descriptions else ["direction", "distance", "localization"],
         ),
         key,
     )

@@ -214,8 +214,19 @@ class SFTTrainConfig(TrainConfig):
     # answers start with the cells of the objects they name (" N2 18, N1 85. \\boxed{H}"),
     # computed from the scene records: see sparkle_vlm.train.rationale
     rationale: bool = False
+    # train only on records of these tasks (e.g. [direction, distance, localization]); None: all
+    tasks: list[str] | None = None
 
     method: typing.ClassVar[str] = "sft"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.tasks is not None and (
+            not self.tasks or not all(isinstance(t, str) and t for t in self.tasks)
+        ):
+            raise ConfigError(
+                "tasks", f"must be a non-empty list of task names (or null), got {self.tasks!r}"
+            )
 
 
 @dataclass

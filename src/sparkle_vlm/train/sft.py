@@ -55,6 +55,10 @@ def prepare_sft(
 
     out = check_writable_dir(cfg.out)
     records, sources = D.load_records(cfg.data)
+    if cfg.tasks is not None:
+        records = [r for r in records if r.get("task") in cfg.tasks]
+        if not records:
+            raise ConfigError("tasks", f"no record of {cfg.tasks} in --data")
     if cfg.rationale:
         from sparkle_vlm.train.rationale import with_rationale
 

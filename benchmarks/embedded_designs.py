@@ -42,6 +42,12 @@ tokens. Variants:
   per-cell vector); ``--code-projector N`` trains the projector's first layer as a per-token
   label / region code and sets its second layer to those embeddings (the same match, learned).
 
+- ``--rationale`` (seventh round): basic MCQ (and, unless ``--basic-only``, Sparkle-Instruct)
+  answers first write the cells of the named labels (``--rationale-format cell``: " N2 18", as
+  ``sparkle train sft --rationale`` does; ``pair``: " N2 (1, 8)"), scored by greedy decoding plus
+  teacher-forced accuracy per kind of token; ``--code-xy`` adds the cell digits to the tower's
+  dense targets and code; ``--freeze-embeddings`` keeps the decoder's token embeddings fixed.
+
 Scored on the basic MCQ test set (``basic-test``, 600 questions) by the option letter with the
 highest logit at the answer position (no generation, so nothing is unparsable). Chance: 12.5 /
 33.3 / 11.1 % (direction / distance / localization). docs/embedded-model.md records the runs.
@@ -522,22 +528,18 @@ def main() -> None:
         assert len(got) == 1, (text, got)
         return int(got[0])
 
-    def floor_xy(node: dict[str, Any], frame: float) -> tuple[int, int]:
-        return tuple(min(9, max(0, int(float(node[k]) * 10 / frame))) for k in ("x", "y"))  # type: ignore[return-value]
-
     def rationale_ids(rec: dict[str, Any]) -> tuple[list[int], list[str]]:
-        """ " N2 (1, 8), N1 (8, 5). \\boxed{H}": the named labels in order of first mention, each with
-        floor(x), floor(y) (exact regions; direction / distance from them: 90 / 93 % of the test set)."""
-        q = rec["query"]
-        named = [q[k] for k in ("from", "to", "object") if k in q]
-        named += [lab for pair in q.get("pairs", [q.get("pair", [])]) for lab in pair]
+        """ " N2 (1, 8), N1 (8, 5). \\boxed{H}" (``pair``) or " N2 18, N1 85. ..." (``cell``, as
+        ``sparkle_vlm.train.rationale`` writes it): the named labels, each with its cell digits."""
+        from sparkle_vlm.train.rationale import cell_digits, named_labels
+
         scene = rec["scene"]
         frame = float(scene.get("frame", 10))
         nodes = {n["label"]: n for n in scene["nodes"]}
         ids: list[int] = []
         kinds: list[str] = []
-        for j, lab in enumerate(dict.fromkeys(named)):
-            fx, fy = floor_xy(nodes[lab], frame)
+        for j, lab in enumerate(named_labels(rec["query"])):
+            fx, fy = cell_digits(float(nodes[lab]["x"]), float(nodes[lab]["y"]), frame)
             if j:
                 ids.append(one(","))
                 kinds.append("punct")

@@ -8,7 +8,8 @@ Runs the path ``sparkle demo`` runs, nothing else: generate Sparkle-Instruct and
 (``sparkle_vlm.models.embedded``), pretrain its tower on the scenes' records
 (``sparkle_vlm.train.tower``; ``--tower-steps 0`` skips it), train the rest with
 ``sparkle_vlm.train.sft.train_sft`` (TRL SFTTrainer, prompt/completion rows, loss on answers only,
-tower frozen after its pretraining), then evaluate on the basic MCQ test set
+tower, projector and embeddings frozen after its pretraining, rationale answers, no
+descriptions, as the demo), then evaluate on the basic MCQ test set
 (``basic`` eval suite: 3 labelled discs + 2 distractors, option letters) with the ``hf`` backend.
 
 Reported: accuracy per capability (direction, distance, localization) next to chance (1/8, 1/3,
@@ -49,11 +50,17 @@ def main() -> None:
         "--instruct-images", type=int, default=1000, help="Sparkle-Instruct images (17 questions each)"
     )
     ap.add_argument("--practice-images", type=int, default=3000, help="basic-train images (3 MCQ each)")
-    ap.add_argument("--steps", type=int, default=1200, help="SFT optimizer steps")
+    ap.add_argument("--steps", type=int, default=2400, help="SFT optimizer steps")
+    ap.add_argument(
+        "--direct-answers", action="store_true", help="train on the answers alone (no rationale, round six)"
+    )
+    ap.add_argument(
+        "--descriptions", action="store_true", help="keep Sparkle-Instruct's holistic descriptions"
+    )
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--tower-steps", type=int, default=2500, help="tower pretraining steps (0: none)")
     ap.add_argument("--code-steps", type=int, default=300, help="projector code steps")
-    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup-ratio", type=float, default=0.05)
     ap.add_argument("--eval-n", type=int, default=200, help="test scenes (one question per capability each)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the demo uses 1)")
@@ -110,6 +117,10 @@ def main() -> None:
         out=str(work / "model-trained"),
         lora=False,
         freeze_vision=bool(args.tower_steps),
+        freeze_projector=bool(args.tower_steps),
+        freeze_embeddings=bool(args.tower_steps),
+        rationale=not args.direct_answers,
+        tasks=None if args.descriptions else ["direction", "distance", "localization"],
         lr=args.lr,
         batch_size=args.batch_size,
         grad_accum=1,
@@ -132,7 +143,7 @@ def main() -> None:
             out=work / "eval-trained",
             n=args.eval_n,
             batch_size=32,
-            max_new_tokens=8,
+            max_new_tokens=40,  # a rationale answer is ~20 tokens
             data_dir=data / "eval",
             workers=args.workers,
         ),

@@ -43,7 +43,7 @@ class DemoPlan:
     eval_n: int = 200  # scenes per test part (the paper's 200)
     tower_steps: int = 2500  # dense tower pretraining steps (``sparkle train tower``)
     code_steps: int = 300  # projector code steps
-    steps: int = 1500  # SFT steps on Sparkle data; tower, projector and embeddings frozen
+    steps: int = 2400  # SFT steps on Sparkle data; tower, projector and embeddings frozen
     batch_size: int = 16
     lr: float = 1e-3
     rationale: bool = True  # answers first write the cells of the named objects (train/rationale.py)
@@ -59,13 +59,13 @@ class DemoPlan:
 
     def estimate_minutes(self) -> float:
         """A rough 2-core CPU estimate, printed before the run starts."""
-        # Measured on 2 cores with 1 torch thread: ~0.37 s per Sparkle step, ~1 s per composite
-        # step, ~0.09 s per tower step plus ~25 s to load its images.
-        per_step = {"tiny": 0.03, "small": 0.37, "base": 3.0}.get(self.size, 0.4)
+        # Measured on 2 cores with 1 torch thread: ~0.23 s per Sparkle step (rationale answers, no
+        # descriptions), ~0.43 s per composite step, ~0.08 s per tower step plus ~25 s to load images.
+        per_step = {"tiny": 0.03, "small": 0.23, "base": 3.0}.get(self.size, 0.3)
         per_tower = {"tiny": 0.01, "small": 0.09, "base": 0.6}.get(self.size, 0.1)
         per_eval = {"tiny": 0.005, "small": 0.015, "base": 0.1}.get(self.size, 0.05)
         tower_s = (self.tower_steps + self.code_steps) * per_tower + 25
-        train_s = (self.steps + 2 * 2.6 * self.transfer_steps) * per_step + tower_s
+        train_s = (self.steps + 2 * 1.9 * self.transfer_steps) * per_step + tower_s
         eval_s = (2 * 6 * self.eval_n + 2 * 3 * self.eval_n) * per_eval
         return (train_s + eval_s + 30) / 60
 
@@ -360,8 +360,20 @@ def _write_summary(out: Path, plan: DemoPlan, seconds: float) -> Path:
             "records: on held-out images it names the label of "
             f"{100 * dense.get('disc_label_accuracy', 0):.1f}% of the discs and the region of "
             f"{100 * dense.get('disc_region_accuracy', 0):.1f}%; the projector then writes a disc's token as its "
-            f"label and letter embeddings (relative error {code.get('relative_error', float('nan')):.2f}). "
-            "SFT kept the tower frozen.",
+            + (
+                f"label, letter and cell-digit embeddings (cell digits right: x {100 * code['disc_x_accuracy']:.1f}%, "
+                f"y {100 * code['disc_y_accuracy']:.1f}%; "
+                if "disc_x_accuracy" in code
+                else "label and letter embeddings ("
+            )
+            + f"relative error {code.get('relative_error', float('nan')):.2f}). "
+            + "SFT kept the tower, the projector and the token embeddings frozen"
+            + (
+                ", and every training answer first wrote the cells of the objects it names "
+                '(" N2 18, N1 85. \\boxed{H}").'
+                if plan.rationale
+                else "."
+            ),
         ]
     lines += [
         "",

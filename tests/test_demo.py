@@ -22,8 +22,11 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path: Path, capsys) -> None:
         "report/report.md",
         "report-transfer/report.html",
         "model-sparkle/config.json",
+        "model-practice/config.json",  # the practice part of SFT, then Sparkle-Instruct from it
     ):
         assert (out / f).is_file(), f
+    practice = json.loads((out / "stages" / "train-practice.json").read_text())
+    assert practice["global_step"] == 2 and "2 steps on the practice MCQ alone" in page
     # Both models were really evaluated on the same samples.
     a = json.loads((out / "runs" / "untrained" / "summary.json").read_text())
     b = json.loads((out / "runs" / "sparkle" / "summary.json").read_text())

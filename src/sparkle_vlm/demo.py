@@ -43,9 +43,13 @@ class DemoPlan:
     eval_n: int = 200  # scenes per test part (the paper's 200)
     tower_steps: int = 2500  # dense tower pretraining steps (``sparkle train tower``)
     code_steps: int = 300  # projector code steps
-    steps: int = 2400  # SFT steps on Sparkle data; tower, projector and embeddings frozen
+    # SFT in two parts, tower, projector and embeddings frozen: first the practice MCQ alone
+    # (the lookups form sooner on it), then Sparkle-Instruct + practice (seventh round)
+    practice_steps: int = 2000
+    practice_lr: float = 1e-3
+    steps: int = 800  # SFT steps on Sparkle-Instruct + practice
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = 5e-4
     rationale: bool = True  # answers first write the cells of the named objects (train/rationale.py)
     # Sparkle-Instruct's holistic descriptions are 45 % of its answer tokens and name no single
     # object; the demo's small budget goes to the direction / distance / localization questions
@@ -65,7 +69,7 @@ class DemoPlan:
         per_tower = {"tiny": 0.01, "small": 0.09, "base": 0.6}.get(self.size, 0.1)
         per_eval = {"tiny": 0.005, "small": 0.015, "base": 0.1}.get(self.size, 0.05)
         tower_s = (self.tower_steps + self.code_steps) * per_tower + 25
-        train_s = (self.steps + 2 * 1.9 * self.transfer_steps) * per_step + tower_s
+        train_s = (self.practice_steps + self.steps + 2 * 1.9 * self.transfer_steps) * per_step + tower_s
         eval_s = (2 * 6 * self.eval_n + 2 * 3 * self.eval_n) * per_eval
         return (train_s + eval_s + 30) / 60
 
@@ -79,6 +83,7 @@ PLANS = {
         eval_n=4,
         tower_steps=4,
         code_steps=2,
+        practice_steps=2,
         steps=4,
         batch_size=4,
         transfer_records=12,
@@ -227,10 +232,28 @@ def run_demo(
         return {"dense": info["dense"], "code": info["code"]}
 
     stages.run("train-tower", tower, key)
+    start = out_p / "model-tower"
+    if plan.practice_steps:
+        stages.run(
+            "train-practice",
+            lambda: _sft(
+                str(out_p / "model-tower"),
+                [data / "basic-train"],
+                out_p / "model-practice",
+                plan.practice_steps,
+                plan.practice_lr,
+                plan,
+                log,
+                freeze=True,
+                rationale=plan.rationale,
+            ),
+            key,
+        )
+        start = out_p / "model-practice"
     stages.run(
         "train-sparkle",
         lambda: _sft(
-            str(out_p / "model-tower"),
+            str(start),
             [data / "instruct", data / "basic-train"],
             out_p / "model-sparkle",
             plan.steps,
@@ -373,6 +396,14 @@ def _write_summary(out: Path, plan: DemoPlan, seconds: float) -> Path:
                 '(" N2 18, N1 85. \\boxed{H}").'
                 if plan.rationale
                 else "."
+            )
+            + (
+                f" SFT ran in two parts: {plan.practice_steps} steps on the practice MCQ alone, then "
+                f"{plan.steps} on Sparkle-Instruct"
+                + ("" if plan.descriptions else " (without its holistic descriptions)")
+                + " + practice."
+                if plan.practice_steps
+                else ""
             ),
         ]
     lines += [

@@ -15,7 +15,11 @@ def register(app: typer.Typer) -> None:
         size: str | None = typer.Option(
             None, "--size", help="Embedded model size: tiny, small (default), base."
         ),
-        steps: int | None = typer.Option(None, "--steps", help="SFT steps on Sparkle data (default 2400)."),
+        steps: int | None = typer.Option(
+            None,
+            "--steps",
+            help="SFT steps on Sparkle-Instruct + practice, after the practice part (default 800).",
+        ),
         seed: int = typer.Option(0, "--seed", help="Data and model seed."),
         workers: int | None = typer.Option(None, "--workers", help="Processes for data generation."),
         threads: int = typer.Option(

@@ -9,7 +9,7 @@ Runs the path ``sparkle demo`` runs, nothing else: generate Sparkle-Instruct and
 (``sparkle_vlm.train.tower``; ``--tower-steps 0`` skips it), train the rest with
 ``sparkle_vlm.train.sft.train_sft`` (TRL SFTTrainer, prompt/completion rows, loss on answers only,
 tower, projector and embeddings frozen after its pretraining, rationale answers, no
-descriptions, as the demo), then evaluate on the basic MCQ test set
+descriptions; the practice MCQ alone first, then Sparkle-Instruct + practice, as the demo), then evaluate on the basic MCQ test set
 (``basic`` eval suite: 3 labelled discs + 2 distractors, option letters) with the ``hf`` backend.
 
 Reported: accuracy per capability (direction, distance, localization) next to chance (1/8, 1/3,
@@ -50,7 +50,11 @@ def main() -> None:
         "--instruct-images", type=int, default=1000, help="Sparkle-Instruct images (17 questions each)"
     )
     ap.add_argument("--practice-images", type=int, default=3000, help="basic-train images (3 MCQ each)")
-    ap.add_argument("--steps", type=int, default=2400, help="SFT optimizer steps")
+    ap.add_argument(
+        "--practice-steps", type=int, default=2000, help="first SFT part, practice MCQ alone (0: none)"
+    )
+    ap.add_argument("--practice-lr", type=float, default=1e-3)
+    ap.add_argument("--steps", type=int, default=800, help="SFT steps on Sparkle-Instruct + practice")
     ap.add_argument(
         "--direct-answers", action="store_true", help="train on the answers alone (no rationale, round six)"
     )
@@ -60,7 +64,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--tower-steps", type=int, default=2500, help="tower pretraining steps (0: none)")
     ap.add_argument("--code-steps", type=int, default=300, help="projector code steps")
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--warmup-ratio", type=float, default=0.05)
     ap.add_argument("--eval-n", type=int, default=200, help="test scenes (one question per capability each)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the demo uses 1)")
@@ -111,14 +115,40 @@ def main() -> None:
         tower = {"steps": args.tower_steps, "dense": info["dense"], "code": info["code"]}
         model_dir = work / "model-tower"
 
+    frozen = bool(args.tower_steps)
+    if args.practice_steps:  # the demo's first SFT part: the practice MCQ alone
+        t = time.perf_counter()
+        practice = SFTTrainConfig(
+            model=str(model_dir),
+            data=[str(data / "basic-train")],
+            out=str(work / "model-practice"),
+            lora=False,
+            freeze_vision=frozen,
+            freeze_projector=frozen,
+            freeze_embeddings=frozen,
+            rationale=not args.direct_answers,
+            lr=args.practice_lr,
+            batch_size=args.batch_size,
+            grad_accum=1,
+            max_steps=args.practice_steps,
+            warmup_ratio=args.warmup_ratio,
+            logging_steps=max(1, args.practice_steps // 20),
+            save_steps=args.practice_steps,
+            save_total_limit=1,
+            seed=args.seed,
+        )
+        train_sft(practice, log=lambda msg: None)
+        times["practice_s"] = time.perf_counter() - t
+        model_dir = work / "model-practice"
+
     sft = SFTTrainConfig(
         model=str(model_dir),
         data=[str(data / "instruct"), str(data / "basic-train")],
         out=str(work / "model-trained"),
         lora=False,
-        freeze_vision=bool(args.tower_steps),
-        freeze_projector=bool(args.tower_steps),
-        freeze_embeddings=bool(args.tower_steps),
+        freeze_vision=frozen,
+        freeze_projector=frozen,
+        freeze_embeddings=frozen,
         rationale=not args.direct_answers,
         tasks=None if args.descriptions else ["direction", "distance", "localization"],
         lr=args.lr,
@@ -167,6 +197,8 @@ def main() -> None:
                 "train_records": n_records,
                 "tower": tower,
                 "sft": {
+                    "practice_steps": args.practice_steps,
+                    "practice_learning_rate": args.practice_lr,
                     "max_steps": args.steps,
                     "per_device_train_batch_size": args.batch_size,
                     "learning_rate": args.lr,

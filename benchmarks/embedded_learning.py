@@ -116,50 +116,46 @@ def main() -> None:
         model_dir = work / "model-tower"
 
     frozen = bool(args.tower_steps)
-    if args.practice_steps:  # the demo's first SFT part: the practice MCQ alone
-        t = time.perf_counter()
-        practice = SFTTrainConfig(
-            model=str(model_dir),
-            data=[str(data / "basic-train")],
-            out=str(work / "model-practice"),
+
+    def sft_config(start: Path, folders: list[str], out: str, steps: int, lr: float, **extra: Any) -> Any:
+        """The demo's SFT settings (tower, projector and embeddings frozen after the tower stage)."""
+        return SFTTrainConfig(
+            model=str(start),
+            data=[str(data / f) for f in folders],
+            out=str(work / out),
             lora=False,
             freeze_vision=frozen,
             freeze_projector=frozen,
             freeze_embeddings=frozen,
             rationale=not args.direct_answers,
-            lr=args.practice_lr,
+            lr=lr,
             batch_size=args.batch_size,
             grad_accum=1,
-            max_steps=args.practice_steps,
+            max_steps=steps,
             warmup_ratio=args.warmup_ratio,
-            logging_steps=max(1, args.practice_steps // 20),
-            save_steps=args.practice_steps,
+            logging_steps=max(1, steps // 20),
+            save_steps=steps,
             save_total_limit=1,
             seed=args.seed,
+            **extra,
+        )
+
+    if args.practice_steps:  # the demo's first SFT part: the practice MCQ alone
+        t = time.perf_counter()
+        practice = sft_config(
+            model_dir, ["basic-train"], "model-practice", args.practice_steps, args.practice_lr
         )
         train_sft(practice, log=lambda msg: None)
         times["practice_s"] = time.perf_counter() - t
         model_dir = work / "model-practice"
 
-    sft = SFTTrainConfig(
-        model=str(model_dir),
-        data=[str(data / "instruct"), str(data / "basic-train")],
-        out=str(work / "model-trained"),
-        lora=False,
-        freeze_vision=frozen,
-        freeze_projector=frozen,
-        freeze_embeddings=frozen,
-        rationale=not args.direct_answers,
+    sft = sft_config(
+        model_dir,
+        ["instruct", "basic-train"],
+        "model-trained",
+        args.steps,
+        args.lr,
         tasks=None if args.descriptions else ["direction", "distance", "localization"],
-        lr=args.lr,
-        batch_size=args.batch_size,
-        grad_accum=1,
-        max_steps=args.steps,
-        warmup_ratio=args.warmup_ratio,
-        logging_steps=max(1, args.steps // 20),
-        save_steps=args.steps,
-        save_total_limit=1,
-        seed=args.seed,
     )
     t = time.perf_counter()
     res = train_sft(sft, log=lambda msg: None)

@@ -307,7 +307,7 @@ def model_with_lora(cfg: TrainConfig, rt: Runtime, log: Log) -> tuple[Any, Any, 
         if cfg.freeze_embeddings:
             emb = model.get_input_embeddings().weight
             emb.requires_grad_(False)
-            log(f"token embeddings frozen: {emb.numel():,} parameters (a tied output head with them)")
+            log(f"token embeddings frozen: {emb.numel():,} parameters (and the output head, where tied)")
         return model, None, {}
     pattern, hits = lora_modules(model, cfg)
     log(f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} on {len(hits)} linear layers")

@@ -91,7 +91,13 @@ def test_run_writes_adapter_processor_and_run_record(trained: tuple[SFTTrainConf
     assert run["data"][0]["sha256"] == data_sha  # the records file the manifest describes
     assert run["samples"]["used"] == 4 and run["config"]["lr"] == 1e-2 and run["method"] == "sft"
     assert {"torch", "transformers", "trl", "peft"} <= set(run["versions"])
-    assert run["runtime"] == {"cuda": False, "bf16": False, "gradient_checkpointing": False, "world_size": 1}
+    assert run["runtime"] == {
+        "cuda": False,
+        "bf16": False,
+        "fp32_weights": False,
+        "gradient_checkpointing": False,
+        "world_size": 1,
+    }
 
 
 def test_only_answer_tokens_carry_loss(setup: Any):
@@ -361,6 +367,27 @@ def test_rationale_sft_with_frozen_projector_and_embeddings(
     for frozen in ("vision_tower.", "multi_modal_projector.", "embed_tokens."):
         assert not any(_changed(before, after, frozen)), frozen
     assert any(_changed(before, after, "layers."))
+
+
+def test_fp32_weights_train_under_bf16_autocast_on_cuda(
+    tiny_llava_dir: Path, tiny_instruct_dir: Path, tmp_path: Path
+):
+    """fp32_weights: float32 weights and bf16 autocast on CUDA; a no-op on CPU (float32 anyway)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from sparkle_vlm.train.sft import train_sft
+
+    out = tmp_path / "mixed"
+    cfg = _cfg(
+        tiny_llava_dir, tiny_instruct_dir, out, lora=False, max_steps=2, save_steps=2, fp32_weights=True
+    )
+    train_sft(cfg, log=_quiet)
+    runtime = json.loads((out / "sparkle_train.json").read_text())["runtime"]
+    cuda = torch.cuda.is_available()
+    assert runtime["cuda"] == cuda and runtime["fp32_weights"] == (cuda and runtime["bf16"])
+    after = load_file(str(out / "model.safetensors"))
+    assert {t.dtype for t in after.values()} == {torch.float32}
 
 
 def test_tasks_keeps_only_those_records(tiny_llava_dir: Path, tiny_instruct_dir: Path, tmp_path: Path):

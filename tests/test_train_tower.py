@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,33 @@ def test_bad_config_names_the_field() -> None:
         TowerTrainConfig(model="m", data=["d"], out="o", steps=0).validate()
     with pytest.raises(ConfigError, match="data"):
         TowerTrainConfig(model="m", out="o").validate()
+    with pytest.raises(ConfigError, match="device"):
+        TowerTrainConfig(model="m", data=["d"], out="o", device="tpu").validate()
+
+
+@pytest.mark.torch
+def test_the_tower_trains_where_asked(tiny_instruct_dir: Path, tmp_path: Path) -> None:
+    """auto picks CUDA when there is one; asking for CUDA without one is a one-field error."""
+    import torch
+
+    from sparkle_vlm.models.embedded import build_embedded_model
+
+    base = build_embedded_model("tiny", tmp_path / "base")
+    cfg = TowerTrainConfig(
+        model=str(base),
+        data=[str(tiny_instruct_dir)],
+        out=str(tmp_path / "t"),
+        steps=2,
+        code_steps=1,
+        held_out=1,
+    )
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device"):
+            pretrain_tower(replace(cfg, device="cuda"), log=lambda _m: None)
+        assert not (tmp_path / "t").exists()
+    info = pretrain_tower(cfg, log=lambda _m: None)
+    assert info["device"].startswith("cuda" if torch.cuda.is_available() else "cpu")
+    assert json.loads((tmp_path / "t" / "sparkle_tower.json").read_text())["device"] == info["device"]
 
 
 @pytest.mark.torch

@@ -341,6 +341,7 @@ def tower(
     batch_size: int = typer.Option(16, "--batch-size", help="Images per step."),
     held_out: int = typer.Option(200, "--held-out", help="Images kept out to measure the accuracies."),
     seed: int = typer.Option(0, "--seed", help="Seed of the batches and the held-out split."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda or cuda:N."),
 ) -> None:
     """Teach the vision tower what its tokens hold (targets from the scene records), then set the
     projector so a disc's token reads as its label + region embeddings; continue with
@@ -357,6 +358,7 @@ def tower(
         batch_size=batch_size,
         held_out=held_out,
         seed=seed,
+        device=device,
     )
     info = pretrain_tower(cfg)
     dense, code = info["dense"], info["code"]

@@ -66,12 +66,14 @@ class Runtime:
     cuda: bool
     bf16: bool
     gradient_checkpointing: bool
+    fp32_weights: bool = False  # bf16 autocast over float32 weights
 
     @property
     def dtype(self) -> Any:
+        """The dtype the weights are loaded in."""
         import torch
 
-        return torch.bfloat16 if self.bf16 else torch.float32
+        return torch.bfloat16 if self.bf16 and not self.fp32_weights else torch.float32
 
 
 def runtime_for(cfg: TrainConfig) -> Runtime:
@@ -82,7 +84,12 @@ def runtime_for(cfg: TrainConfig) -> Runtime:
         raise ConfigError("bf16", "needs a CUDA GPU (training on CPU runs in float32)")
     bf16 = cfg.bf16 if cfg.bf16 is not None else cuda and torch.cuda.is_bf16_supported()
     gc = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else cuda
-    return Runtime(cuda=cuda, bf16=bool(bf16), gradient_checkpointing=bool(gc))
+    return Runtime(
+        cuda=cuda,
+        bf16=bool(bf16),
+        gradient_checkpointing=bool(gc),
+        fp32_weights=bool(bf16 and cfg.fp32_weights),
+    )
 
 
 def check_out(cfg: TrainConfig) -> tuple[Path, dict[str, Any] | None]:
@@ -254,6 +261,7 @@ def run_info(trainer: Any, result: Any, rt: Runtime) -> dict[str, Any]:
         "runtime": {
             "cuda": rt.cuda,
             "bf16": rt.bf16,
+            "fp32_weights": rt.fp32_weights,
             "gradient_checkpointing": rt.gradient_checkpointing,
             "world_size": trainer.args.world_size,
         },

@@ -108,6 +108,10 @@ class TrainConfig:
     # runtime
     seed: int = 0
     bf16: bool | None = None  # None: on when CUDA supports bf16; always off on CPU
+    # with bf16: keep float32 weights and run bf16 autocast (mixed precision) instead of bf16
+    # weights; for small models trained from scratch (the embedded model), where bf16 weights
+    # round away small updates. Costs twice the weight and optimizer memory.
+    fp32_weights: bool = False
     gradient_checkpointing: bool | None = None  # None: on with CUDA, off on CPU
     attn_implementation: str | None = None  # e.g. sdpa, flash_attention_2
     deepspeed: str | None = None  # path to a DeepSpeed JSON, or "zero2" for the shipped one

@@ -57,6 +57,7 @@ class TowerTrainConfig:
     batch_size: int = 16
     held_out: int = 200  # images kept out of training to measure the accuracies
     seed: int = 0
+    device: str = "auto"  # auto: cuda when available, else cpu
 
     def validate(self) -> None:
         for name in ("model", "out"):
@@ -71,6 +72,8 @@ class TowerTrainConfig:
             raise ConfigError("held_out", f"must be non-negative, got {self.held_out}")
         if self.lr <= 0:
             raise ConfigError("lr", f"must be positive, got {self.lr}")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ConfigError("device", f"must be auto, cpu or cuda[:N], got {self.device!r}")
 
 
 def cell_of(x: float, y: float, frame: float, grid: int) -> tuple[int, int]:
@@ -171,6 +174,9 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
     projector = getattr(inner, "multi_modal_projector", None)
     if tower is None or not all(hasattr(projector, a) for a in ("linear_1", "act", "linear_2")):
         raise SparkleError(f"--model: {cfg.model} has no vision_tower + 2-layer multi_modal_projector")
+    dev = _device(torch, cfg.device)
+    # float32 throughout, also on CUDA: the model is small and the code's scale is read off it
+    model.to(dev)
     image_processor = processor.image_processor
     records, _ = load_records(cfg.data)
     scenes = _point_scenes(records)
@@ -191,7 +197,7 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
                 images.append(im.convert("RGB"))
         # float16 halves the cache and is exact for the few gray levels of these scenes
         pixels.append(image_processor(images=images, return_tensors="pt")["pixel_values"].half())
-    pv_all = torch.cat(pixels)
+    pv_all = torch.cat(pixels).to(dev)
     with torch.no_grad():
         feat = tower(pv_all[:1].float(), return_dict=True).last_hidden_state
     if feat.dim() != 4:
@@ -200,22 +206,23 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
         )
     width, grid = int(feat.shape[1]), int(feat.shape[2])
     targets = [scene_targets(scenes[k], grid) for k in keys]
-    label = torch.tensor([t[0] for t in targets]).view(-1, grid, grid)
-    region = torch.tensor([t[1] for t in targets]).view(-1, grid, grid)
-    xy = torch.tensor([t[2] for t in targets]).view(-1, grid, grid, 2).permute(0, 3, 1, 2)
+    label = torch.tensor([t[0] for t in targets], device=dev).view(-1, grid, grid)
+    region = torch.tensor([t[1] for t in targets], device=dev).view(-1, grid, grid)
+    xy = torch.tensor([t[2] for t in targets], device=dev).view(-1, grid, grid, 2).permute(0, 3, 1, 2)
     cells = [scene_cells(scenes[k], grid) for k in keys]
-    fx = torch.tensor([c[0] for c in cells]).view(-1, grid, grid)
-    fy = torch.tensor([c[1] for c in cells]).view(-1, grid, grid)
-    order = torch.randperm(len(keys), generator=gen)
+    fx = torch.tensor([c[0] for c in cells], device=dev).view(-1, grid, grid)
+    fy = torch.tensor([c[1] for c in cells], device=dev).view(-1, grid, grid)
+    # Batches and the split come from a CPU generator: the same images on every device.
+    order = torch.randperm(len(keys), generator=gen).to(dev)
     held, train = order[: cfg.held_out], order[cfg.held_out :]
-    log(f"tower pretraining: {len(train)} images ({len(held)} held out), {grid}x{grid} tokens")
+    log(f"tower pretraining on {dev}: {len(train)} images ({len(held)} held out), {grid}x{grid} tokens")
 
     n_out = 1 + N_LABELS + N_REGIONS + 2 + 2 * grid + 2 * N_DIGITS
-    head = torch.nn.Conv2d(width, n_out, 1)
+    head = torch.nn.Conv2d(width, n_out, 1).to(dev)
     opt = torch.optim.AdamW([*tower.parameters(), *head.parameters()], lr=cfg.lr)
-    pos = torch.arange(grid)
+    pos = torch.arange(grid, device=dev)
     # Most cells are empty: weight them down so the few disc cells drive the label loss.
-    weight = torch.tensor([0.05] + [1.0] * N_LABELS)
+    weight = torch.tensor([0.05] + [1.0] * N_LABELS, device=dev)
     f = torch.nn.functional
     tower.train()
 
@@ -225,7 +232,7 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
     lab_end, reg_end = 1 + N_LABELS, 1 + N_LABELS + N_REGIONS
     dig = reg_end + 2 + 2 * grid  # floor-x digit logits, then floor-y
     for step in range(1, cfg.steps + 1):
-        idx = train[torch.randint(0, len(train), (cfg.batch_size,), generator=gen)]
+        idx = train[torch.randint(0, len(train), (cfg.batch_size,), generator=gen).to(dev)]
         o, lab, b = grid_out(idx), label[idx], len(idx)
         present = (lab > 0).unsqueeze(1).float()
         loss = (
@@ -283,8 +290,10 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
         "grid": grid,
         "dense": dense,
         "code": code,
+        "device": str(dev),
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    model.to("cpu")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
@@ -303,6 +312,14 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
+
+
+def _device(torch: Any, name: str) -> Any:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", f"{name!r} requested but CUDA is not available")
+    return torch.device(name)
 
 
 def _rate(hits: Any) -> float:
@@ -326,7 +343,7 @@ def _recalibrate_batchnorm(tower: Any, pv_all: Any, train: Any, batch_size: int,
     tower.train()
     with torch.no_grad():
         for _ in range(50):
-            idx = train[torch.randint(0, len(train), (batch_size,), generator=gen)]
+            idx = train[torch.randint(0, len(train), (batch_size,), generator=gen).to(train.device)]
             tower(pv_all[idx].float(), return_dict=True)
     for m in norms:
         m.momentum = 0.1
@@ -369,7 +386,7 @@ def _code_projector(
 
     def code_targets(idx: Any) -> Any:
         lab = label[idx].flatten(1)
-        t = torch.zeros(*lab.shape, lin1.out_features)
+        t = torch.zeros(*lab.shape, lin1.out_features, device=lab.device)
         t[..., :N_LABELS] = torch.nn.functional.one_hot(lab, N_LABELS + 1)[..., 1:].float()
         t[..., N_LABELS : N_LABELS + N_REGIONS] = onehot(region[idx].flatten(1), N_REGIONS)
         if with_cells:
@@ -380,9 +397,9 @@ def _code_projector(
 
     opt = torch.optim.AdamW(lin1.parameters(), lr=cfg.lr)
     # Positives are rare (a few disc tokens x 2 units among width x tokens): weight them up.
-    pos_weight = torch.full((lin1.out_features,), 20.0)
+    pos_weight = torch.full((lin1.out_features,), 20.0, device=train.device)
     for _ in range(cfg.code_steps):
-        idx = train[torch.randint(0, len(train), (cfg.batch_size,), generator=gen)]
+        idx = train[torch.randint(0, len(train), (cfg.batch_size,), generator=gen).to(train.device)]
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
             lin1(features(idx)), code_targets(idx), pos_weight=pos_weight
         )
@@ -395,14 +412,18 @@ def _code_projector(
         lab, reg = label[held].flatten(1), region[held].flatten(1)
         disc = lab > 0
         # linear_2: code unit -> embedding, scaled by the mean activation of a true label unit.
-        scale = on[disc][:, :N_LABELS].max(-1).values.mean() if disc.any() else torch.tensor(1.0)
+        scale = (
+            on[disc][:, :N_LABELS].max(-1).values.mean()
+            if disc.any()
+            else torch.tensor(1.0, device=on.device)
+        )
         table = model.get_input_embeddings().weight
         w = torch.zeros_like(projector.linear_2.weight)
         w[:, :n_code] = table[ids].T / scale
         projector.linear_2.weight.copy_(w)
         if projector.linear_2.bias is not None:
             projector.linear_2.bias.zero_()
-        ids_t = torch.tensor(ids)
+        ids_t = torch.tensor(ids, device=table.device)
         want = (
             table[ids_t[(lab - 1).clamp(min=0)]] + table[ids_t[N_LABELS + reg.clamp(min=0)]]
         ) * disc.unsqueeze(-1)

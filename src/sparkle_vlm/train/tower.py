@@ -163,7 +163,7 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
             f"--out: {out} is not empty and holds no tower-pretrained model; choose another folder"
         )
     try:
-        model = AutoModelForImageTextToText.from_pretrained(
+        model: Any = AutoModelForImageTextToText.from_pretrained(
             cfg.model, dtype=torch.float32, use_safetensors=True
         )
         processor = AutoProcessor.from_pretrained(cfg.model)

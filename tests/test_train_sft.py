@@ -118,6 +118,41 @@ def test_only_answer_tokens_carry_loss(setup: Any):
         assert row["prompt"][0]["content"][-1]["text"] in prompt and "<|image_pad|>" in prompt
 
 
+def _loss_and_grads(setup: Any, compute: Any) -> tuple[Any, dict[str, Any]]:
+    model = setup.trainer.model
+    model.eval()  # no dropout: both losses see the same network
+    batch = setup.trainer.data_collator([setup.dataset[i] for i in range(4)])
+    model.zero_grad()
+    loss = compute(model, dict(batch))
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    return loss.detach(), grads
+
+
+@pytest.mark.parametrize("kind", ["lora-qwen2vl", "full-llava"])
+def test_cpu_loss_on_answer_tokens_equals_trls(
+    kind: str, setup: Any, tiny_llava_dir: Path, tiny_instruct_dir: Path, tmp_path: Path
+):
+    """The CPU loss (labelled positions only, train/trainer.py) gives TRL's loss and gradients."""
+    import torch
+    from trl import SFTTrainer
+
+    from sparkle_vlm.train.sft import prepare_sft
+
+    if kind == "full-llava":
+        setup = prepare_sft(_cfg(tiny_llava_dir, tiny_instruct_dir, tmp_path / "o", lora=False), log=_quiet)
+    trainer = setup.trainer
+    assert trainer._compact_parts(trainer.model, {"labels": torch.zeros(1, 2, dtype=torch.long)})
+    ours, ours_g = _loss_and_grads(setup, trainer.compute_loss)
+    theirs, theirs_g = _loss_and_grads(setup, lambda m, b: SFTTrainer.compute_loss(trainer, m, b))
+    assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6), (ours, theirs)
+    assert ours_g.keys() == theirs_g.keys() and ours_g
+    for name in ours_g:
+        assert torch.allclose(ours_g[name], theirs_g[name], rtol=1e-4, atol=1e-7), name
+    assert trainer._metrics["eval"]["mean_token_accuracy"]  # the metrics TRL logs are kept
+
+
 def test_lora_sits_on_the_language_model_only(setup: Any):
     names = [n for n, _ in setup.trainer.model.named_modules() if n.endswith("lora_A")]
     assert len(names) == 14  # 2 layers x (q, k, v, o, gate, up, down)

@@ -87,7 +87,9 @@ def prepare_sft(
 
     model, peft_config, lora_info = common.model_with_lora(cfg, rt, log)
 
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
+
+    from sparkle_vlm.train.trainer import SparkleSFTTrainer
 
     args = SFTConfig(
         **common.trainer_args(cfg, rt, out),
@@ -96,7 +98,7 @@ def prepare_sft(
         shuffle_dataset=False,  # rows are already in a seeded order
     )
     dataset = D.to_dataset(rows)
-    trainer = SFTTrainer(
+    trainer = SparkleSFTTrainer(
         model=model,
         args=args,
         train_dataset=dataset,

@@ -54,8 +54,8 @@ class DemoPlan:
     # Sparkle-Instruct's holistic descriptions are 45 % of its answer tokens and name no single
     # object; the demo's small budget goes to the direction / distance / localization questions
     descriptions: bool = False
-    # 3 %: with 5 % the same data and tower gave 21.0 / 22.5 % direction / localization, with 3 %
-    # 31.5 / 45.5 % (eighth round; the step at which the lookups form depends on the schedule)
+    # the trainer's default; 5 % until round eight (one run of each: 21.0 / 22.5 % and 19.5 / 22 %
+    # direction / localization; whether the lookups form is decided by rounding-level noise)
     warmup_ratio: float = 0.03
     # one process decodes and collates the next batch while the main one trains (1 torch thread):
     # 0.199 -> 0.156 s per step on 2 cores

@@ -182,3 +182,40 @@ def test_a_wide_enough_projector_also_codes_the_cell_digits(tiny_instruct_dir: P
     ratio = w[:, 21:41] / table[ids].T
     assert ratio.std() / ratio.mean().abs() < 1e-4
     assert not w[:, 41:].any()
+
+
+@pytest.mark.torch
+def test_a_crashed_run_resumes_to_the_same_weights(tiny_instruct_dir: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from sparkle_vlm.models.embedded import build_embedded_model
+
+    base = build_embedded_model("tiny", tmp_path / "base")
+
+    def cfg(name: str) -> TowerTrainConfig:
+        return TowerTrainConfig(
+            model=str(base),
+            data=[str(tiny_instruct_dir)],
+            out=str(tmp_path / name),
+            steps=10,
+            code_steps=2,
+            held_out=1,
+        )
+
+    pretrain_tower(cfg("whole"), log=lambda _m: None)
+
+    def crash(msg: str) -> None:
+        if msg.startswith("tower step 6/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_tower(cfg("resumed"), log=crash)
+    assert not (tmp_path / "resumed").exists() and (tmp_path / ".resumed.tower-resume.pt").exists()
+    said: list[str] = []
+    pretrain_tower(cfg("resumed"), log=said.append)
+    assert "tower pretraining: resuming after step 6" in said
+    assert not any(m.startswith(("tower step 1/", "tower step 6/")) for m in said)
+    whole, resumed = (load_file(str(tmp_path / n / "model.safetensors")) for n in ("whole", "resumed"))
+    assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert not (tmp_path / ".resumed.tower-resume.pt").exists()

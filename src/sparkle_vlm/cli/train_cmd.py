@@ -345,7 +345,7 @@ def tower(
 ) -> None:
     """Teach the vision tower what its tokens hold (targets from the scene records), then set the
     projector so a disc's token reads as its label + region embeddings; continue with
-    `sparkle train sft --full --freeze-vision`."""
+    `sparkle train sft --full --freeze-vision`. Re-running after a crash resumes."""
     from sparkle_vlm.train.tower import TowerTrainConfig, pretrain_tower
 
     cfg = TowerTrainConfig(

@@ -148,7 +148,8 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
     """Run both stages on ``cfg.model`` and write the result to ``cfg.out``; returns the record.
 
     The output folder is written next to its place and renamed into it (a crash leaves the old
-    state). Same config and data give the same weights.
+    state). Same config and data give the same weights; after a crash the same call resumes the
+    dense stage from its last checkpoint (every tenth of the steps) with the same result.
     """
     cfg.validate()
     import torch
@@ -231,7 +232,9 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
 
     lab_end, reg_end = 1 + N_LABELS, 1 + N_LABELS + N_REGIONS
     dig = reg_end + 2 + 2 * grid  # floor-x digit logits, then floor-y
-    for step in range(1, cfg.steps + 1):
+    resume = _Resume(out, cfg, len(keys))
+    first = resume.load(tower, head, opt, gen, log) + 1
+    for step in range(first, cfg.steps + 1):
         idx = train[torch.randint(0, len(train), (cfg.batch_size,), generator=gen).to(dev)]
         o, lab, b = grid_out(idx), label[idx], len(idx)
         present = (lab > 0).unsqueeze(1).float()
@@ -250,6 +253,7 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
         opt.step()
         opt.zero_grad(set_to_none=True)
         if step % max(1, cfg.steps // 10) == 0 or step == cfg.steps:
+            resume.save(step, tower, head, opt, gen)
             log(f"tower step {step}/{cfg.steps}: loss {loss.item():.4f} ({time.perf_counter() - t0:.0f} s)")
     _recalibrate_batchnorm(tower, pv_all, train, cfg.batch_size, gen)
     tower.eval()
@@ -311,7 +315,64 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    resume.clear()
     return info
+
+
+class _Resume:
+    """The dense stage's checkpoint, next to ``out``: a crash resumes at the last tenth of the steps.
+
+    It holds tower, head, optimizer and batch-generator state, so a resumed run gives the same
+    weights as one that never stopped. It belongs to one config and image count (else ignored)
+    and is removed once the model is written.
+    """
+
+    def __init__(self, out: Path, cfg: TowerTrainConfig, images: int) -> None:
+        import hashlib
+
+        self.path = out.parent / f".{out.name}.tower-resume.pt"
+        conf = {k: v for k, v in asdict(cfg).items() if k != "device"}
+        self.key = hashlib.sha256(json.dumps([conf, images], sort_keys=True).encode()).hexdigest()
+
+    def load(self, tower: Any, head: Any, opt: Any, gen: Any, log: Log) -> int:
+        """Restore the checkpoint if it is this run's; returns the step it holds (0: none)."""
+        import torch
+
+        if not self.path.exists():
+            return 0
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a torn or foreign file: start over rather than fail
+            log(f"tower pretraining: ignoring unreadable checkpoint {self.path} ({type(exc).__name__})")
+            return 0
+        if state.get("key") != self.key:
+            log(f"tower pretraining: {self.path} belongs to another config; starting over")
+            return 0
+        tower.load_state_dict(state["tower"])
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        log(f"tower pretraining: resuming after step {state['step']}")
+        return int(state["step"])
+
+    def save(self, step: int, tower: Any, head: Any, opt: Any, gen: Any) -> None:
+        import torch
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        state = {
+            "key": self.key,
+            "step": step,
+            "tower": tower.state_dict(),
+            "head": head.state_dict(),
+            "opt": opt.state_dict(),
+            "gen": gen.get_state(),
+        }
+        torch.save(state, tmp)
+        tmp.replace(self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _device(torch: Any, name: str) -> Any:

@@ -26,8 +26,11 @@ import os
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from sparkle_vlm.demo import PLANS, sft_config
 
 CHANCE = {"direction": 1 / 8, "distance": 1 / 3, "localization": 1 / 9}
 
@@ -51,10 +54,15 @@ def main() -> None:
     )
     ap.add_argument("--practice-images", type=int, default=3000, help="basic-train images (3 MCQ each)")
     ap.add_argument(
-        "--practice-steps", type=int, default=2000, help="first SFT part, practice MCQ alone (0: none)"
+        "--practice-steps",
+        type=int,
+        default=PLANS["full"].practice_steps,
+        help="first SFT part, practice MCQ alone (0: none)",
     )
-    ap.add_argument("--practice-lr", type=float, default=1e-3)
-    ap.add_argument("--steps", type=int, default=800, help="SFT steps on Sparkle-Instruct + practice")
+    ap.add_argument("--practice-lr", type=float, default=PLANS["full"].practice_lr)
+    ap.add_argument(
+        "--steps", type=int, default=PLANS["full"].steps, help="SFT steps on Sparkle-Instruct + practice"
+    )
     ap.add_argument(
         "--direct-answers", action="store_true", help="train on the answers alone (no rationale, round six)"
     )
@@ -64,8 +72,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--tower-steps", type=int, default=2500, help="tower pretraining steps (0: none)")
     ap.add_argument("--code-steps", type=int, default=300, help="projector code steps")
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--warmup-ratio", type=float, default=0.05)
+    ap.add_argument("--lr", type=float, default=PLANS["full"].lr)
+    ap.add_argument("--warmup-ratio", type=float, default=PLANS["full"].warmup_ratio)
     ap.add_argument("--eval-n", type=int, default=200, help="test scenes (one question per capability each)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the demo uses 1)")
     ap.add_argument("--workers", type=int, default=None, help="data generation processes")
@@ -78,7 +86,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from sparkle_vlm.eval.runner import EvalConfig, run_eval
     from sparkle_vlm.models.embedded import MARKER, build_embedded_model
-    from sparkle_vlm.train.config import SFTTrainConfig
     from sparkle_vlm.train.sft import train_sft
 
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sparkle-embedded-"))
@@ -116,40 +123,31 @@ def main() -> None:
         model_dir = work / "model-tower"
 
     frozen = bool(args.tower_steps)
+    plan = replace(PLANS["full"], batch_size=args.batch_size, warmup_ratio=args.warmup_ratio)
 
-    def sft_config(start: Path, folders: list[str], out: str, steps: int, lr: float, **extra: Any) -> Any:
-        """The demo's SFT settings (tower, projector and embeddings frozen after the tower stage)."""
-        return SFTTrainConfig(
-            model=str(start),
-            data=[str(data / f) for f in folders],
-            out=str(work / out),
-            lora=False,
-            freeze_vision=frozen,
-            freeze_projector=frozen,
-            freeze_embeddings=frozen,
+    def part(start: Path, folders: list[str], out: str, steps: int, lr: float, **extra: Any) -> Any:
+        """One SFT part with the demo's settings (``sparkle_vlm.demo.sft_config``)."""
+        return sft_config(
+            str(start),
+            [data / f for f in folders],
+            work / out,
+            steps,
+            lr,
+            plan,
+            freeze=frozen,
             rationale=not args.direct_answers,
-            lr=lr,
-            batch_size=args.batch_size,
-            grad_accum=1,
-            max_steps=steps,
-            warmup_ratio=args.warmup_ratio,
-            logging_steps=max(1, steps // 20),
-            save_steps=steps,
-            save_total_limit=1,
             seed=args.seed,
             **extra,
         )
 
     if args.practice_steps:  # the demo's first SFT part: the practice MCQ alone
         t = time.perf_counter()
-        practice = sft_config(
-            model_dir, ["basic-train"], "model-practice", args.practice_steps, args.practice_lr
-        )
+        practice = part(model_dir, ["basic-train"], "model-practice", args.practice_steps, args.practice_lr)
         train_sft(practice, log=lambda msg: None)
         times["practice_s"] = time.perf_counter() - t
         model_dir = work / "model-practice"
 
-    sft = sft_config(
+    sft = part(
         model_dir,
         ["instruct", "basic-train"],
         "model-trained",

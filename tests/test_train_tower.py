@@ -13,6 +13,13 @@ from sparkle_vlm.errors import ConfigError, SparkleError
 from sparkle_vlm.train.tower import TowerTrainConfig, cell_of, pretrain_tower, scene_targets
 
 
+def _cfg(model: Path, data: Path, out: Path, steps: int, code_steps: int) -> TowerTrainConfig:
+    """A tiny run: one held-out image."""
+    return TowerTrainConfig(
+        model=str(model), data=[str(data)], out=str(out), steps=steps, code_steps=code_steps, held_out=1
+    )
+
+
 def test_scene_targets_put_each_disc_in_its_cell() -> None:
     scene = {
         "frame": 10,
@@ -45,14 +52,7 @@ def test_the_tower_trains_where_asked(tiny_instruct_dir: Path, tmp_path: Path) -
     from sparkle_vlm.models.embedded import build_embedded_model
 
     base = build_embedded_model("tiny", tmp_path / "base")
-    cfg = TowerTrainConfig(
-        model=str(base),
-        data=[str(tiny_instruct_dir)],
-        out=str(tmp_path / "t"),
-        steps=2,
-        code_steps=1,
-        held_out=1,
-    )
+    cfg = _cfg(base, tiny_instruct_dir, tmp_path / "t", 2, 1)
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="device"):
             pretrain_tower(replace(cfg, device="cuda"), log=lambda _m: None)
@@ -75,14 +75,7 @@ def test_same_config_same_weights_and_the_projector_speaks_the_decoders_words(
     base = build_embedded_model("tiny", tmp_path / "base")
     runs = []
     for name in ("a", "b"):
-        cfg = TowerTrainConfig(
-            model=str(base),
-            data=[str(tiny_instruct_dir)],
-            out=str(tmp_path / name),
-            steps=3,
-            code_steps=2,
-            held_out=1,
-        )
+        cfg = _cfg(base, tiny_instruct_dir, tmp_path / name, 3, 2)
         info = pretrain_tower(cfg, log=lambda _m: None)
         runs.append(load_file(str(tmp_path / name / "model.safetensors")))
     assert runs[0].keys() == runs[1].keys() and all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
@@ -160,14 +153,7 @@ def test_a_wide_enough_projector_also_codes_the_cell_digits(tiny_instruct_dir: P
     from sparkle_vlm.models.embedded import build_embedded_model
 
     base = build_embedded_model("tiny", tmp_path / "base", text_hidden=64)
-    cfg = TowerTrainConfig(
-        model=str(base),
-        data=[str(tiny_instruct_dir)],
-        out=str(tmp_path / "a"),
-        steps=2,
-        code_steps=1,
-        held_out=1,
-    )
+    cfg = _cfg(base, tiny_instruct_dir, tmp_path / "a", 2, 1)
     info = pretrain_tower(cfg, log=lambda _m: None)
     assert (
         {"disc_x_accuracy", "disc_y_accuracy"} <= set(info["code"]) <= set(info["code"]) | set(info["dense"])
@@ -194,14 +180,7 @@ def test_a_crashed_run_resumes_to_the_same_weights(tiny_instruct_dir: Path, tmp_
     base = build_embedded_model("tiny", tmp_path / "base")
 
     def cfg(name: str) -> TowerTrainConfig:
-        return TowerTrainConfig(
-            model=str(base),
-            data=[str(tiny_instruct_dir)],
-            out=str(tmp_path / name),
-            steps=10,
-            code_steps=2,
-            held_out=1,
-        )
+        return _cfg(base, tiny_instruct_dir, tmp_path / name, 10, 2)
 
     pretrain_tower(cfg("whole"), log=lambda _m: None)
 

@@ -125,22 +125,23 @@ def _eval(model: str, suite: str, out: Path, plan: DemoPlan, data_dir: Path, wor
     return run_eval(cfg, progress=None)
 
 
-def _sft(
+def sft_config(
     model: str,
     data: list[Path],
     out: Path,
     steps: int,
     lr: float,
     plan: DemoPlan,
-    log: Log,
+    *,
     freeze: bool = False,
     rationale: bool = False,
     tasks: list[str] | None = None,
-) -> dict:
+    seed: int = 0,
+) -> Any:
+    """The demo's SFT config for one part (also run by ``benchmarks/embedded_learning.py``)."""
     from sparkle_vlm.train.config import SFTTrainConfig
-    from sparkle_vlm.train.sft import train_sft
 
-    cfg = SFTTrainConfig(
+    return SFTTrainConfig(
         model=model,
         data=[str(d) for d in data],
         out=str(out),
@@ -159,10 +160,28 @@ def _sft(
         logging_steps=max(1, steps // 20),
         save_steps=max(1, steps // 4),
         save_total_limit=1,
+        seed=seed,
         fp32_weights=True,  # on a GPU: bf16 autocast over float32 weights (a model trained from scratch)
         gradient_checkpointing=False,  # the embedded model's activations are small; recompute costs time
         dataloader_workers=plan.dataloader_workers,
     )
+
+
+def _sft(
+    model: str,
+    data: list[Path],
+    out: Path,
+    steps: int,
+    lr: float,
+    plan: DemoPlan,
+    log: Log,
+    freeze: bool = False,
+    rationale: bool = False,
+    tasks: list[str] | None = None,
+) -> dict:
+    from sparkle_vlm.train.sft import train_sft
+
+    cfg = sft_config(model, data, out, steps, lr, plan, freeze=freeze, rationale=rationale, tasks=tasks)
     res = train_sft(cfg, log=log)
     return {"global_step": res.global_step, "train_loss": res.train_loss, "samples": res.samples}
 

@@ -99,6 +99,19 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
 
 
+def resolve_device(torch: Any, device: str | None) -> str:
+    """``auto`` / None: cuda when available, else cpu; else a torch device name, checked."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError("device", f"not a torch device: {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", f"{device!r} requested but CUDA is not available")
+    return str(dev)
+
+
 class HFBackend(Backend):
     """A transformers image-text-to-text model and its processor."""
 
@@ -138,7 +151,7 @@ class HFBackend(Backend):
 
         if threads is not None:
             torch.set_num_threads(threads)
-        self.device = self._resolve_device(torch, device_opt)
+        self.device = resolve_device(torch, device_opt)
         self.dtype = self._resolve_dtype(torch, dtype_opt, self.device)
         self.adapter_sha256 = self._check_adapter(self.adapter) if self.adapter else None
 
@@ -202,18 +215,6 @@ class HFBackend(Backend):
         self.commit = getattr(model.config, "_commit_hash", None)
 
     # -- setup ----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _resolve_device(torch: Any, device: str | None) -> str:
-        if device in (None, "auto"):
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ConfigError("device", f"not a torch device: {device!r}") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device", f"{device!r} requested but CUDA is not available")
-        return str(dev)
 
     @staticmethod
     def _resolve_dtype(torch: Any, dtype: str, device: str) -> Any:

@@ -175,7 +175,9 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
     projector = getattr(inner, "multi_modal_projector", None)
     if tower is None or not all(hasattr(projector, a) for a in ("linear_1", "act", "linear_2")):
         raise SparkleError(f"--model: {cfg.model} has no vision_tower + 2-layer multi_modal_projector")
-    dev = _device(torch, cfg.device)
+    from sparkle_vlm.models.hf import resolve_device
+
+    dev = torch.device(resolve_device(torch, cfg.device))
     # float32 throughout, also on CUDA: the model is small and the code's scale is read off it
     model.to(dev)
     image_processor = processor.image_processor
@@ -373,14 +375,6 @@ class _Resume:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
-
-
-def _device(torch: Any, name: str) -> Any:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device", f"{name!r} requested but CUDA is not available")
-    return torch.device(name)
 
 
 def _rate(hits: Any) -> float:

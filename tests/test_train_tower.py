@@ -84,6 +84,7 @@ def test_same_config_same_weights_and_the_projector_speaks_the_decoders_words(
     record = json.loads((tmp_path / "a" / "sparkle_tower.json").read_text())
     assert record["grid"] == 4 and set(record["dense"]) >= {"disc_label_accuracy", "disc_region_accuracy"}
     assert record["images"] == {"train": 1, "held_out": 1} and info["code"] == record["code"]
+    assert record["lookup"] is None  # the tiny code has no room for the cell digits: no lookup heads
     # linear_2 maps code unit j to the embedding of " N<j+1>" (then the letters A..I), one scale for all.
     model = AutoModelForImageTextToText.from_pretrained(tmp_path / "a")
     tok = AutoTokenizer.from_pretrained(tmp_path / "a")

@@ -281,7 +281,7 @@ def run_demo(
             info = pretrain_tower(cfg, log=log)
         finally:
             torch.set_num_threads(before)
-        return {"dense": info["dense"], "code": info["code"]}
+        return {"dense": info["dense"], "code": info["code"], "lookup": info["lookup"]}
 
     stages.run("train-tower", tower, key)
     start = out_p / "model-tower"
@@ -428,7 +428,7 @@ def _write_summary(out: Path, plan: DemoPlan, seconds: float) -> Path:
     tower_p = out / "stages" / "train-tower.json"
     if tower_p.is_file():
         tw = json.loads(tower_p.read_text())
-        dense, code = tw.get("dense", {}), tw.get("code", {})
+        dense, code, lookup = tw.get("dense", {}), tw.get("code", {}), tw.get("lookup") or {}
         lines += [
             "",
             f"Before SFT the vision tower was pretrained ({plan.tower_steps} steps) on the training scenes' "
@@ -442,6 +442,14 @@ def _write_summary(out: Path, plan: DemoPlan, seconds: float) -> Path:
                 else "label and letter embeddings ("
             )
             + f"relative error {code.get('relative_error', float('nan')):.2f}). "
+            + (
+                "Two heads of the decoder were then set to look a named disc's cell up (fitted on "
+                f"{lookup['fit_samples']} training answers): before any SFT step the model wrote the right x / y "
+                f"digit after {100 * lookup['x_digit_accuracy']:.1f} / {100 * lookup['y_digit_accuracy']:.1f}% "
+                "of the labels of held-out answers. "
+                if lookup.get("x_digit_accuracy") is not None
+                else ""
+            )
             + "SFT kept the tower, the projector and the token embeddings frozen"
             + (
                 ", and every training answer first wrote the cells of the objects it names "

@@ -342,10 +342,14 @@ def tower(
     held_out: int = typer.Option(200, "--held-out", help="Images kept out to measure the accuracies."),
     seed: int = typer.Option(0, "--seed", help="Seed of the batches and the held-out split."),
     device: str = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda or cuda:N."),
+    lookup_samples: int = typer.Option(
+        96, "--lookup-samples", help="Rationale answers the decoder's lookup heads are fitted on (0: none)."
+    ),
 ) -> None:
-    """Teach the vision tower what its tokens hold (targets from the scene records), then set the
-    projector so a disc's token reads as its label + region embeddings; continue with
-    `sparkle train sft --full --freeze-vision`. Re-running after a crash resumes."""
+    """Teach the vision tower what its tokens hold (targets from the scene records), set the
+    projector so a disc's token carries its label, region and cell, and give the decoder the two
+    heads that look a named disc's cell up; continue with `sparkle train sft --full
+    --freeze-vision`. Re-running after a crash resumes."""
     from sparkle_vlm.train.tower import TowerTrainConfig, pretrain_tower
 
     cfg = TowerTrainConfig(
@@ -359,13 +363,20 @@ def tower(
         held_out=held_out,
         seed=seed,
         device=device,
+        lookup_samples=lookup_samples,
     )
     info = pretrain_tower(cfg)
-    dense, code = info["dense"], info["code"]
+    dense, code, lookup = info["dense"], info["code"], info.get("lookup") or {}
+    heads = ""
+    if lookup.get("x_digit_accuracy") is not None:
+        heads = (
+            f"; lookup heads read the x / y digit of {100 * lookup['x_digit_accuracy']:.1f} / "
+            f"{100 * lookup['y_digit_accuracy']:.1f} % of held-out answers before SFT"
+        )
     typer.echo(
         f"{out}: tower pretrained in {info['seconds']:.0f} s; held-out disc labels "
         f"{100 * dense['disc_label_accuracy']:.1f} %, regions {100 * dense['disc_region_accuracy']:.1f} %; "
-        f"code relative error {code['relative_error']:.3f}"
+        f"code relative error {code['relative_error']:.3f}{heads}"
     )
 
 

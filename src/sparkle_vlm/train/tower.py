@@ -1,4 +1,4 @@
-"""``sparkle train tower``: teach a model's vision tower what its image tokens hold, before SFT.
+"""``sparkle train tower``: make a model's image tokens readable by its decoder, before SFT.
 
 A model trained from random weights (the embedded model) cannot learn the basic skills end to
 end within a CPU budget (docs/embedded-model.md, rounds 1-6). Two stages here make its image
@@ -15,6 +15,10 @@ is the truth: no pixel is labelled by hand and no outside data is used):
    tokens in its own words, the match it could not learn from scratch. Where the tokenizer spells
    digits as single tokens, the code also holds the disc's cell (floor x as ``" 1"``, floor y as
    ``"8"``): the tokens a rationale answer writes (``sparkle_vlm.train.rationale``).
+3. **Lookup heads** (``sparkle_vlm.train.lookup``, where the code holds the cells): the label
+   units are rewritten as key vectors, and two heads of the decoder are fitted so that, after a
+   label in an answer, the model already reads that disc's x and y digit from its image token
+   (``lookup_samples`` rationale answers fit them; 0 skips the stage).
 
 Then SFT continues with the tower frozen (``--full --freeze-vision``). Works on models whose
 tower returns a token grid (B, C, H, W), such as the embedded model's FastVLM + ResNet, and whose
@@ -58,6 +62,9 @@ class TowerTrainConfig:
     held_out: int = 200  # images kept out of training to measure the accuracies
     seed: int = 0
     device: str = "auto"  # auto: cuda when available, else cpu
+    # stage 3 (train/lookup.py): the decoder's two lookup heads, fitted on this many rationale
+    # answers of training images (0: skip the stage)
+    lookup_samples: int = 96
 
     def validate(self) -> None:
         for name in ("model", "out"):
@@ -68,6 +75,8 @@ class TowerTrainConfig:
         for name in ("steps", "code_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be at least 1, got {getattr(self, name)}")
+        if self.lookup_samples < 0:
+            raise ConfigError("lookup_samples", f"must be non-negative, got {self.lookup_samples}")
         if self.held_out < 0:
             raise ConfigError("held_out", f"must be non-negative, got {self.held_out}")
         if self.lr <= 0:
@@ -130,6 +139,19 @@ def _point_scenes(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         ) and all("x" in n and "y" in n for n in nodes):
             scenes.setdefault(str(images[0]), scene)
     return scenes
+
+
+def label_token_ids(tokenizer: Any) -> list[int]:
+    """Token ids of " N1" .. " N12" (with the space, as questions and rationales write them)."""
+    return _single_token_ids(tokenizer, [f" N{j}" for j in range(1, N_LABELS + 1)])
+
+
+def digit_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """Token ids of the cell digits as a rationale writes them: x with its space (" 1"), y bare ("8")."""
+    return (
+        _single_token_ids(tokenizer, [f" {j}" for j in range(N_DIGITS)]),
+        _single_token_ids(tokenizer, [str(j) for j in range(N_DIGITS)]),
+    )
 
 
 def _single_token_ids(tokenizer: Any, texts: list[str]) -> list[int]:
@@ -290,16 +312,24 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
     code = _code_projector(
         model, processor.tokenizer, features, (label, region, fx, fy), train, held, cfg, gen, log
     )
+    model.to("cpu")
+    lookup = None
+    if cfg.lookup_samples and "disc_x_accuracy" in code:
+        lookup = _lookup_stage(
+            model, processor, records, scenes, keys, (label, fx, fy), train, held, cfg, gen, log
+        )
+    elif cfg.lookup_samples:
+        log("lookup heads skipped: the code holds no cell digits")
     info = {
         "config": asdict(cfg),
         "images": {"train": len(train), "held_out": len(held)},
         "grid": grid,
         "dense": dense,
         "code": code,
+        "lookup": lookup,
         "device": str(dev),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    model.to("cpu")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
@@ -319,6 +349,100 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
         raise
     resume.clear()
     return info
+
+
+def _lookup_stage(
+    model: Any,
+    processor: Any,
+    records: list[dict[str, Any]],
+    scenes: dict[str, dict[str, Any]],
+    keys: list[str],
+    targets: tuple[Any, Any, Any],
+    train: Any,
+    held: Any,
+    cfg: TowerTrainConfig,
+    gen: Any,
+    log: Log,
+) -> dict[str, Any]:
+    """Stage 3 (train/lookup.py): fit the lookup heads on rationale answers of training images and
+    check them on held-out ones. Returns the check and the sample counts."""
+    from sparkle_vlm.train.lookup import init_lookup_heads
+
+    fit, check = lookup_samples(processor, records, keys, targets, train, held, cfg.lookup_samples, gen)
+    if not fit:
+        log("lookup heads skipped: no training record names a label of its scene")
+        return {"skipped": "no record names a label of its scene"}
+    result = init_lookup_heads(
+        model, processor.tokenizer, fit, check, label_columns=list(range(N_LABELS)), seed=cfg.seed, log=log
+    )
+    return {"fit_samples": len(fit), "held_out_samples": len(check), **result}
+
+
+def lookup_samples(
+    processor: Any,
+    records: list[dict[str, Any]],
+    keys: list[str],
+    targets: tuple[Any, Any, Any],
+    train: Any,
+    held: Any,
+    n: int,
+    gen: Any,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Model inputs of up to ``n`` rationale answers on training images and ``max(8, n // 3)`` on
+    held-out images (records in a seeded order), in the form ``lookup.init_lookup_heads`` takes.
+
+    ``keys``: image paths in the order of the rows of ``targets`` (label, x digit, y digit grids).
+    """
+    import torch
+    from PIL import Image
+
+    from sparkle_vlm.train.data import split_turns
+    from sparkle_vlm.train.rationale import rationale, with_rationale
+
+    label, fx, fy = (t.cpu() for t in targets)
+    index = {k: i for i, k in enumerate(keys)}
+    held_set = set(held.cpu().tolist())
+    answered = [
+        r
+        for r in records
+        if len(r.get("images") or []) == 1
+        and str(r["images"][0]) in index
+        and r.get("messages")
+        and rationale(r) is not None
+    ]
+    order = torch.randperm(len(answered), generator=gen).tolist()
+    fit = [answered[i] for i in order if index[str(answered[i]["images"][0])] not in held_set][:n]
+    check = [answered[i] for i in order if index[str(answered[i]["images"][0])] in held_set]
+    check = check[: max(8, n // 3)]
+
+    def sample(rec: dict[str, Any]) -> dict[str, Any]:
+        rec = with_rationale(rec)
+        prompt, completion = split_turns(rec)
+        path = str(rec["images"][0])
+        with Image.open(path) as im:
+            image = im.convert("RGB")
+        full = processor(
+            text=[processor.apply_chat_template(prompt + completion, tokenize=False)],
+            images=[image],
+            return_tensors="pt",
+        )
+        head = processor(
+            text=[processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)],
+            images=[image],
+            return_tensors="pt",
+        )
+        i = index[path]
+        return {
+            "input_ids": full["input_ids"],
+            "attention_mask": full["attention_mask"],
+            "pixel_values": full["pixel_values"].float(),
+            "answer_start": int(head["input_ids"].shape[1]),
+            "image_labels": label[i].flatten().tolist(),
+            "image_dx": fx[i].flatten().tolist(),
+            "image_dy": fy[i].flatten().tolist(),
+        }
+
+    return [sample(r) for r in fit], [sample(r) for r in check]
 
 
 class _Resume:
@@ -422,13 +546,13 @@ def _code_projector(
     projector = model.model.multi_modal_projector
     lin1, act = projector.linear_1, projector.act
     # " N3" (with its space) is how questions name a label; option letters are answered bare.
-    ids = _single_token_ids(tokenizer, [f" N{j}" for j in range(1, N_LABELS + 1)])
+    ids = label_token_ids(tokenizer)
     ids += _single_token_ids(tokenizer, [chr(ord("A") + j) for j in range(N_REGIONS)])
     # The cell digits as a rationale writes them: x with its space (" 1"), y bare ("8").
     digits = [f" {j}" for j in range(N_DIGITS)] + [str(j) for j in range(N_DIGITS)]
     with_cells = all(len(tokenizer(d, add_special_tokens=False)["input_ids"]) == 1 for d in digits)
     if with_cells and lin1.out_features >= len(ids) + len(digits):
-        ids += _single_token_ids(tokenizer, digits)
+        ids += [t for family in digit_token_ids(tokenizer) for t in family]
     else:
         with_cells = False
         log("code projector: digits split or projector too narrow; the code holds labels and regions only")

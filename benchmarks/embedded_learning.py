@@ -6,7 +6,8 @@
 Runs the path ``sparkle demo`` runs, nothing else: generate Sparkle-Instruct and ``basic-train``
 (practice data in the test format, scenes disjoint from the test set), build the embedded model
 (``sparkle_vlm.models.embedded``), pretrain its tower on the scenes' records
-(``sparkle_vlm.train.tower``; ``--tower-steps 0`` skips it), train the rest with
+and its decoder's lookup heads (``sparkle_vlm.train.tower``; ``--tower-steps 0`` skips it,
+``--lookup-samples 0`` the heads), train the rest with
 ``sparkle_vlm.train.sft.train_sft`` (TRL SFTTrainer, prompt/completion rows, loss on answers only,
 tower, projector and embeddings frozen after its pretraining, rationale answers, no
 descriptions; the practice MCQ alone first, then Sparkle-Instruct + practice, as the demo), then evaluate on the basic MCQ test set
@@ -72,6 +73,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--tower-steps", type=int, default=2500, help="tower pretraining steps (0: none)")
     ap.add_argument("--code-steps", type=int, default=300, help="projector code steps")
+    ap.add_argument(
+        "--lookup-samples", type=int, default=96, help="answers the lookup heads are fitted on (0: none)"
+    )
     ap.add_argument("--lr", type=float, default=PLANS["full"].lr)
     ap.add_argument("--warmup-ratio", type=float, default=PLANS["full"].warmup_ratio)
     ap.add_argument("--eval-n", type=int, default=200, help="test scenes (one question per capability each)")
@@ -115,11 +119,17 @@ def main() -> None:
                 code_steps=args.code_steps,
                 batch_size=args.batch_size,
                 seed=args.seed,
+                lookup_samples=args.lookup_samples,
             ),
             log=lambda msg: None,
         )
         times["tower_s"] = time.perf_counter() - t
-        tower = {"steps": args.tower_steps, "dense": info["dense"], "code": info["code"]}
+        tower = {
+            "steps": args.tower_steps,
+            "dense": info["dense"],
+            "code": info["code"],
+            "lookup": info["lookup"],
+        }
         model_dir = work / "model-tower"
 
     frozen = bool(args.tower_steps)

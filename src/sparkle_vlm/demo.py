@@ -4,9 +4,10 @@
 2. build the embedded model (random init, FastVLM with a ResNet tower, local folder);
 3. evaluate it untrained on the paper suite (basic MCQ, SPP 4x4/5x5, TSP);
 4. train it on Sparkle data: first the vision tower on the Sparkle scenes' own records
-   (``sparkle train tower``: what each image token holds, and a projector that writes it in the
-   decoder's own label and letter embeddings), then SFT with the tower frozen through the same
-   ``sparkle train sft`` path real models use;
+   (``sparkle train tower``: what each image token holds, a projector that writes it in the
+   decoder's own letter and digit embeddings, and two decoder heads fitted to look a named disc's
+   cell up), then SFT with the tower frozen through the same ``sparkle train sft`` path real
+   models use;
 5. evaluate again and write the report (baseline vs Sparkle-trained, with significance);
 6. a small transfer experiment: the same small budget of composite-task training (SPP + TSP,
    no test instance leaks) starting from scratch and from the Sparkle-trained model, compared on
@@ -49,9 +50,9 @@ class DemoPlan:
     code_steps: int = 300  # projector code steps
     # SFT in two parts, tower, projector and embeddings frozen: first the practice MCQ alone
     # (the lookups form sooner on it), then Sparkle-Instruct + practice (seventh round)
-    # 2,500: the lookups form late in the schedule; from the same tower 2,000 steps gave 19.5 /
-    # 22.0 % (and 31.5 / 45.5 % by rounding noise alone), 2,500 41.5 / 62.5 %, 3,000 36.5 / 59.5 %
-    # direction / localization (eighth round, one run each)
+    # with the tower stage's lookup heads the cells are read from the first step and the steps
+    # go to the letters: practice alone from one tower, 800 steps gave 45.5 / 80.0 % direction /
+    # localization, 2,500 gave 61.5 / 97.5 % (ninth round)
     practice_steps: int = 2500
     practice_lr: float = 1e-3
     steps: int = 800  # SFT steps on Sparkle-Instruct + practice
@@ -77,11 +78,11 @@ class DemoPlan:
         """A rough 2-core CPU estimate, printed before the run starts."""
         # Measured on 2 cores with 1 torch thread and a data-loading process: ~0.16 s per Sparkle step
         # (rationale answers, no descriptions), ~0.3 s per composite step, ~0.05 s per tower step (2 threads)
-        # plus ~25 s to load images.
+        # plus ~25 s to load images and ~20 s to fit the lookup heads.
         per_step = {"tiny": 0.03, "small": 0.16, "base": 2.5}.get(self.size, 0.3)
         per_tower = {"tiny": 0.01, "small": 0.05, "base": 0.6}.get(self.size, 0.1)
         per_eval = {"tiny": 0.005, "small": 0.015, "base": 0.1}.get(self.size, 0.05)
-        tower_s = (self.tower_steps + self.code_steps) * per_tower + 25
+        tower_s = (self.tower_steps + self.code_steps) * per_tower + 45
         train_s = (self.practice_steps + self.steps + 2 * 1.9 * self.transfer_steps) * per_step + tower_s
         eval_s = (2 * 6 * self.eval_n + 2 * 3 * self.eval_n) * per_eval
         return (train_s + eval_s + 30) / 60

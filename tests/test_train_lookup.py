@@ -125,7 +125,7 @@ def test_the_tower_stage_fits_the_heads_and_records_their_check(
     # 64 code units: room for the cell digits, so the stage runs (the plain tiny model has 32)
     base = build_embedded_model("tiny", tmp_path / "base", image_size=128, text_hidden=64, text_mlp=128)
     runs = {}
-    for name, n in (("with", 6), ("without", 0)):
+    for name, n in (("with", 6), ("again", 6), ("without", 0)):
         cfg = TowerTrainConfig(
             model=str(base),
             data=[str(tiny_instruct_dir)],
@@ -137,6 +137,9 @@ def test_the_tower_stage_fits_the_heads_and_records_their_check(
         )
         pretrain_tower(cfg, log=lambda _m: None)
         runs[name] = load_file(str(tmp_path / name / "model.safetensors"))
+    assert all(
+        torch.equal(runs["with"][k], runs["again"][k]) for k in runs["with"]
+    )  # same config, same weights
     record = json.loads((tmp_path / "with" / "sparkle_tower.json").read_text())["lookup"]
     assert record["fit_samples"] == 6 and record["held_out_samples"] >= 1
     assert 0.0 <= record["x_digit_accuracy"] <= 1.0 and 0.0 <= record["y_digit_accuracy"] <= 1.0

@@ -76,6 +76,10 @@ def _set_head(attn: Any, head: int, dh: int, wq: Any, wk: Any, m: Any) -> None:
         attn.k_proj.weight[rows] = wk
         attn.v_proj.weight[rows] = s[:dh].sqrt().unsqueeze(1) * vh[:dh]
         attn.o_proj.weight[:, rows] = u[:, :dh] * s[:dh].sqrt()
+        # the maps are linear: a decoder with q/k/v biases (Qwen2) gets them zeroed in this head
+        for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
+            if proj.bias is not None:
+                proj.bias[rows] = 0.0
 
 
 def init_lookup_heads(

@@ -231,7 +231,7 @@ def digit_check(
                 hits["x"] += int(dx_ids[int(logits[p, dx_ids].argmax())] == ids[p + 1])
                 hits["y"] += int(dy_ids[int(logits[p + 1, dy_ids].argmax())] == ids[p + 2])
     return {
-        "answers_labels": n,
+        "answer_labels": n,
         "x_digit_accuracy": round(hits["x"] / n, 4) if n else None,
         "y_digit_accuracy": round(hits["y"] / n, 4) if n else None,
     }

@@ -104,7 +104,7 @@ def test_lookup_heads_read_the_named_discs_cell_before_any_training(tmp_path: Pa
     before = digit_check(model, held, dx, dy, set(label_token_ids(tok)))
     got = init_lookup_heads(model, tok, fit, held, label_columns=list(range(N_LABELS)))
     assert got == digit_check(model, held, dx, dy, set(label_token_ids(tok)))
-    assert got["answer_labels"] == before["answers_labels"] >= 32
+    assert got["answer_labels"] == before["answer_labels"] >= 32
     # held-out scenes, before any SFT step: the right digit ranks first among ten far above
     # chance (0.1), where the random decoder is at chance
     assert before["x_digit_accuracy"] < 0.35 and before["y_digit_accuracy"] < 0.35

@@ -34,9 +34,8 @@ from typing import Any
 
 from sparkle_vlm.errors import SparkleError
 from sparkle_vlm.train.common import Log, stderr_log
+from sparkle_vlm.train.tower import N_LABELS, digit_token_ids, label_token_ids
 
-#: Labels N1..N12 (as in the tower's code).
-N_LABELS = 12
 #: Score scales of the two heads (in units of the normalised layer inputs): a matching key scores
 #: about LOOKUP_GAIN ** 2 / sqrt(head_dim), ~11 with the small model's 32-dim heads.
 LOOKUP_GAIN = 8.0
@@ -102,9 +101,7 @@ def init_lookup_heads(
     """
     import torch
 
-    from sparkle_vlm.train.tower import digit_token_ids, label_token_ids
-
-    tok_ids = model.config.image_token_id
+    image_id = model.config.image_token_id
     lm = model.model.language_model
     cfg = lm.config
     d, heads = cfg.hidden_size, cfg.num_attention_heads
@@ -157,12 +154,12 @@ def init_lookup_heads(
     rows_x, q_t, k_t, v_t = [], [], [], []
     for s in samples:
         x, ids = layer_inputs(0, s), s["input_ids"][0].tolist()
-        image_pos = [p for p, t in enumerate(ids) if t == tok_ids]
+        image_pos = [p for p, t in enumerate(ids) if t == image_id]
         lab = dict(zip(image_pos, s["image_labels"], strict=True))
         dxy = dict(zip(image_pos, zip(s["image_dx"], s["image_dy"], strict=True), strict=True))
         for p, t in enumerate(ids):
             q, k, v = torch.zeros(dh), torch.zeros(dh), torch.zeros(d)
-            if t == tok_ids and lab[p] > 0:
+            if t == image_id and lab[p] > 0:
                 k = LOOKUP_GAIN * u[lab[p] - 1]
                 fx, fy = dxy[p]
                 v = COPY_GAIN * (emb[dx_ids[fx]] + emb[dy_ids[fy]])
@@ -191,7 +188,7 @@ def init_lookup_heads(
             if answer_label and ids[p + 1] in dx_set and ids[p + 2] in dy_ids:
                 v_x.append(x[p])
                 v_t.append(COPY_GAIN * emb[ids[p + 2]])
-            elif t not in label_set and t != tok_ids:
+            elif t not in label_set and t != image_id:
                 v_x.append(x[p])
                 v_t.append(torch.zeros(d))
     xs, qs, ks = (torch.stack(r) for r in (rows_x, q_t, k_t))

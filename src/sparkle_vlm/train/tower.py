@@ -167,7 +167,7 @@ def _single_token_ids(tokenizer: Any, texts: list[str]) -> list[int]:
 
 
 def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str, Any]:
-    """Run both stages on ``cfg.model`` and write the result to ``cfg.out``; returns the record.
+    """Run the stages (module docstring) on ``cfg.model`` and write the result to ``cfg.out``; returns the record.
 
     The output folder is written next to its place and renamed into it (a crash leaves the old
     state). Same config and data give the same weights; after a crash the same call resumes the
@@ -315,9 +315,7 @@ def pretrain_tower(cfg: TowerTrainConfig, *, log: Log = stderr_log) -> dict[str,
     model.to("cpu")
     lookup = None
     if cfg.lookup_samples and "disc_x_accuracy" in code:
-        lookup = _lookup_stage(
-            model, processor, records, scenes, keys, (label, fx, fy), train, held, cfg, gen, log
-        )
+        lookup = _lookup_stage(model, processor, records, keys, (label, fx, fy), train, held, cfg, gen, log)
     elif cfg.lookup_samples:
         log("lookup heads skipped: the code holds no cell digits")
     info = {
@@ -355,7 +353,6 @@ def _lookup_stage(
     model: Any,
     processor: Any,
     records: list[dict[str, Any]],
-    scenes: dict[str, dict[str, Any]],
     keys: list[str],
     targets: tuple[Any, Any, Any],
     train: Any,

@@ -76,6 +76,12 @@ def main() -> None:
     ap.add_argument(
         "--lookup-samples", type=int, default=96, help="answers the lookup heads are fitted on (0: none)"
     )
+    ap.add_argument(
+        "--readout-samples",
+        type=int,
+        default=4500,
+        help="MCQ answers the letter readout is fitted on (0: none)",
+    )
     ap.add_argument("--lr", type=float, default=PLANS["full"].lr)
     ap.add_argument("--warmup-ratio", type=float, default=PLANS["full"].warmup_ratio)
     ap.add_argument("--eval-n", type=int, default=200, help="test scenes (one question per capability each)")
@@ -120,6 +126,7 @@ def main() -> None:
                 batch_size=args.batch_size,
                 seed=args.seed,
                 lookup_samples=args.lookup_samples,
+                readout_samples=args.readout_samples,
             ),
             log=lambda msg: None,
         )

@@ -10,7 +10,7 @@ import pytest
 pytestmark = pytest.mark.torch
 
 
-def _model_with_exact_codes(tmp_path: Path, data: Path) -> tuple[Any, Any, dict[str, Any]]:
+def _model_with_exact_codes(tmp_path: Path, data: Path, **spec: Any) -> tuple[Any, Any, dict[str, Any]]:
     """A tiny decoder (64 wide, 32-dim heads as the small model's) whose image tokens are the
     tower's code computed from the scene records instead of from pixels: the test isolates the
     heads from how well a tower was trained."""
@@ -22,7 +22,8 @@ def _model_with_exact_codes(tmp_path: Path, data: Path) -> tuple[Any, Any, dict[
     from sparkle_vlm.train import tower as T
     from sparkle_vlm.train.data import load_records
 
-    path = build_embedded_model("tiny", tmp_path / "m", image_size=128, text_hidden=64, text_mlp=128)
+    spec = {"image_size": 128, "text_hidden": 64, "text_mlp": 128, **spec}
+    path = build_embedded_model("tiny", tmp_path / "m", **spec)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(path)
     records, _ = load_records([str(data)])
@@ -103,6 +104,7 @@ def test_lookup_heads_read_the_named_discs_cell_before_any_training(tmp_path: Pa
     dx, dy = digit_token_ids(tok)
     before = digit_check(model, held, dx, dy, set(label_token_ids(tok)))
     got = init_lookup_heads(model, tok, fit, held, label_columns=list(range(N_LABELS)))
+    assert got.pop("number_heads") is None  # 2 layers of 2 heads: no room for the number lines
     assert got == digit_check(model, held, dx, dy, set(label_token_ids(tok)))
     assert got["answer_labels"] == before["answer_labels"] >= 32
     # held-out scenes, before any SFT step: the right digit ranks first among ten far above
@@ -154,3 +156,43 @@ def test_the_tower_stage_fits_the_heads_and_records_their_check(
     a, b = runs["with"][lin2], runs["without"][lin2]
     assert not torch.equal(a[:, :12], b[:, :12]) and torch.equal(a[:, 12:], b[:, 12:])
     assert torch.allclose(a[:, :12].norm(dim=0), b[:, :12].norm(dim=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("number_heads", [True, False])
+def test_number_heads_and_the_readout_name_the_direction_letter_before_any_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, number_heads: bool
+) -> None:
+    import torch
+
+    from sparkle_vlm.train import lookup
+    from sparkle_vlm.train.reproduce import _generate
+    from sparkle_vlm.train.tower import N_LABELS, answer_records, answer_sample, lookup_samples
+
+    data = tmp_path / "data"
+    _generate("basic-train", {"n": 400}, 0, data, 1)
+    # the small model's decoder: 3 layers of 4 heads of 32 dims
+    model, processor, d = _model_with_exact_codes(
+        tmp_path, data, text_hidden=128, text_heads=4, text_layers=3, text_mlp=256
+    )
+    if not number_heads:
+        monkeypatch.setattr(lookup, "_number_heads", lambda *_a, **_k: None)
+    gen = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(d["keys"]), generator=gen)
+    train, held = order[100:], order[:100]
+    fit, check = lookup_samples(processor, d["records"], d["keys"], d["targets"], train, held, 96, gen)
+    got = lookup.init_lookup_heads(
+        model, processor.tokenizer, fit, check, label_columns=list(range(N_LABELS))
+    )
+    assert (got["number_heads"] is not None) == number_heads
+    direction = [r for r in d["records"] if r["task"] == "direction"]
+    fit_r, check_r = answer_records(direction, d["keys"], train, held, 300, gen, mcq=True)
+    make = lambda r: answer_sample(processor, d["keys"], d["targets"], r)  # noqa: E731
+    res = lookup.fit_letter_readout(model, processor.tokenizer, map(make, fit_r), map(make, check_r))
+    assert res["fit_answers"] == 300 and res["held_out_answers"] == 100
+    print(res)
+    # held-out scenes, before any SFT step: with the numbers the letter is a read of the
+    # residual; without them the same readout stays near its majority class (chance 12.5 %)
+    if number_heads:
+        assert res["letter_accuracy"] >= 0.6
+    else:
+        assert res["letter_accuracy"] < 0.45

@@ -50,10 +50,10 @@ class DemoPlan:
     code_steps: int = 300  # projector code steps
     # SFT in two parts, tower, projector and embeddings frozen: first the practice MCQ alone
     # (the lookups form sooner on it), then Sparkle-Instruct + practice (seventh round)
-    # with the tower stage's lookup heads the cells are read from the first step and the steps
-    # go to the letters: practice alone from one tower, 800 steps gave 45.5 / 80.0 % direction /
-    # localization, 2,500 gave 61.5 / 97.5 % (ninth round)
-    practice_steps: int = 2500
+    # with the tower stage's lookup heads the cells are read from the first step (ninth round:
+    # practice alone, 800 steps 45.5 / 80.0 % direction / localization, 2,500 steps 61.5 / 97.5);
+    # with its number lines and letter readout, 800 steps gave 83.5 / 97.0 (tenth round)
+    practice_steps: int = 800
     practice_lr: float = 1e-3
     steps: int = 800  # SFT steps on Sparkle-Instruct + practice
     batch_size: int = 16
@@ -78,11 +78,12 @@ class DemoPlan:
         """A rough 2-core CPU estimate, printed before the run starts."""
         # Measured on 2 cores with 1 torch thread and a data-loading process: ~0.16 s per Sparkle step
         # (rationale answers, no descriptions), ~0.3 s per composite step, ~0.05 s per tower step (2 threads)
-        # plus ~25 s to load images and ~20 s to fit the lookup heads.
+        # plus ~25 s to load images, ~20 s to fit the lookup heads and ~0.015 s per answer of the
+        # letter readout.
         per_step = {"tiny": 0.03, "small": 0.16, "base": 2.5}.get(self.size, 0.3)
         per_tower = {"tiny": 0.01, "small": 0.05, "base": 0.6}.get(self.size, 0.1)
         per_eval = {"tiny": 0.005, "small": 0.015, "base": 0.1}.get(self.size, 0.05)
-        tower_s = (self.tower_steps + self.code_steps) * per_tower + 45
+        tower_s = (self.tower_steps + self.code_steps) * per_tower + 45 + 4500 * per_eval
         train_s = (self.practice_steps + self.steps + 2 * 1.9 * self.transfer_steps) * per_step + tower_s
         eval_s = (2 * 6 * self.eval_n + 2 * 3 * self.eval_n) * per_eval
         return (train_s + eval_s + 30) / 60
@@ -430,6 +431,7 @@ def _write_summary(out: Path, plan: DemoPlan, seconds: float) -> Path:
     if tower_p.is_file():
         tw = json.loads(tower_p.read_text())
         dense, code, lookup = tw.get("dense", {}), tw.get("code", {}), tw.get("lookup") or {}
+        readout = lookup.get("readout") or {}
         lines += [
             "",
             f"Before SFT the vision tower was pretrained ({plan.tower_steps} steps) on the training scenes' "
@@ -449,6 +451,14 @@ def _write_summary(out: Path, plan: DemoPlan, seconds: float) -> Path:
                 f"digit after {100 * lookup['x_digit_accuracy']:.1f} / {100 * lookup['y_digit_accuracy']:.1f}% "
                 "of the labels of held-out answers. "
                 if lookup.get("x_digit_accuracy") is not None
+                else ""
+            )
+            + (
+                "Four more heads write the answer's cells as numbers and the last layer's MLP got a "
+                f"letter readout fitted on {readout['fit_answers']} multiple-choice training answers: "
+                f"it named {100 * readout['letter_accuracy']:.1f}% of the letters of held-out answers "
+                "given their rationale, before any SFT step. "
+                if readout.get("letter_accuracy") is not None
                 else ""
             )
             + "SFT kept the tower, the projector and the token embeddings frozen"

@@ -345,10 +345,16 @@ def tower(
     lookup_samples: int = typer.Option(
         96, "--lookup-samples", help="Rationale answers the decoder's lookup heads are fitted on (0: none)."
     ),
+    readout_samples: int = typer.Option(
+        4500,
+        "--readout-samples",
+        help="Multiple-choice rationale answers the letter readout is fitted on (0: none; needs the heads).",
+    ),
 ) -> None:
     """Teach the vision tower what its tokens hold (targets from the scene records), set the
     projector so a disc's token carries its label, region and cell, and give the decoder the two
-    heads that look a named disc's cell up; continue with `sparkle train sft --full
+    heads that look a named disc's cell up, write the cells as numbers and read the letter off
+    them; continue with `sparkle train sft --full
     --freeze-vision`. Re-running after a crash resumes."""
     from sparkle_vlm.train.tower import TowerTrainConfig, pretrain_tower
 
@@ -364,6 +370,7 @@ def tower(
         seed=seed,
         device=device,
         lookup_samples=lookup_samples,
+        readout_samples=readout_samples,
     )
     info = pretrain_tower(cfg)
     dense, code, lookup = info["dense"], info["code"], info.get("lookup") or {}
@@ -373,6 +380,9 @@ def tower(
             f"; lookup heads read the x / y digit of {100 * lookup['x_digit_accuracy']:.1f} / "
             f"{100 * lookup['y_digit_accuracy']:.1f} % of held-out answers before SFT"
         )
+    readout = lookup.get("readout") or {}
+    if readout.get("letter_accuracy") is not None:
+        heads += f"; the letter readout names {100 * readout['letter_accuracy']:.1f} % of held-out letters"
     typer.echo(
         f"{out}: tower pretrained in {info['seconds']:.0f} s; held-out disc labels "
         f"{100 * dense['disc_label_accuracy']:.1f} %, regions {100 * dense['disc_region_accuracy']:.1f} %; "

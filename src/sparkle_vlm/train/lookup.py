@@ -1,4 +1,4 @@
-"""Lookup heads: the decoder starts with the two attention heads a rationale answer needs.
+"""Lookup heads: the decoder starts with the attention heads a rationale answer needs.
 
 A rationale answer (``train/rationale.py``) writes `` N2 18``: after the label ``N2`` the x digit
 of N2's cell, then its y digit. With the tower's code (``train/tower.py``) the image token of the
@@ -20,6 +20,15 @@ every weight of the decoder as before, these heads included.
    the label just before it. Query (x-digit tokens) and key (label tokens) share one vector in
    the fastest rotary pairs, where the score falls quickly with distance, so the x digit attends
    to the label one position back; value and output copy that position's y digit.
+4. **Number lines** (:func:`_number_heads`, decoders of 3+ layers with 4+ heads). A direction's
+   letter compares the two cells (one difference near 0 is a straight direction), which from
+   four random digit embeddings is a table SFT did not learn (tenth round). Three heads of layer
+   1 and one of layer 2 read the answer's newest and oldest x and y digits and write each as a
+   number, (digit - 4.5) / 4.5 along a fixed direction of the residual stream, so that x2 - x1
+   and y2 - y1 are linear reads.
+5. **Letter readout** (:func:`fit_letter_readout`, separate samples). The last layer's MLP
+   output map gains a ridge-fitted term that writes a multiple-choice answer's letter at the
+   ``{`` before it, from that MLP's own hidden units.
 
 Every map is a ridge regression from the model's own normalised layer inputs, captured on
 training samples, to targets computed from the scene records (the scene is the truth). The
@@ -30,6 +39,7 @@ y digit first among the ten (before any SFT step).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from sparkle_vlm.errors import SparkleError
@@ -43,9 +53,31 @@ RECENT_GAIN = 13.0
 #: Norm of a copied digit embedding relative to the raw token embeddings (makes it stand out of
 #: the residual stream of a randomly initialised decoder).
 COPY_GAIN = 3.0
+#: Scores of a digit key under the number-line heads (after attention's 1 / sqrt(head_dim)): high
+#: enough that the few digits of an answer outweigh the ~150 other tokens, which score 0.
+NUMBER_SCORE_NEAR = 15.0
+NUMBER_SCORE_RECENT = 20.0
+#: Norm of a number line's end (digit 0 or 9) relative to the raw token embeddings.
+NUMBER_GAIN = 1.0
+#: The decoder layer of the number-line heads (heads 1-3). In layer 0 they kept SFT from learning
+#: to copy the question's labels into the answer (every answer label came out ``N1``).
+NUMBER_LAYER = 1
+#: The letter readout: the added term writes the letter's centred output embedding x this gain
+#: at the ``{`` before it, and is fitted to write ~0 at this many other positions per answer.
+READOUT_GAIN = 3.0
+READOUT_NEGATIVES = 20
+#: Rotary frequencies (radians per position) of the recent-digit heads: slow enough that the
+#: score falls monotonically over the ~10 positions of a rationale, fast enough that it falls.
+RECENT_BAND = (0.08, 0.4)
+NEAR_BAND = (0.012, 0.04)
+BACK_BAND = (0.15, 0.4)
+OLDER_BAND = (0.045, 0.12)
 #: Weight of the rows that carry a target against the many rows that map to 0.
 POSITIVE_WEIGHT = 10.0
 RIDGE = 1e-2
+#: Weight of the rows a number-line key must not match: image tokens and answer labels, which
+#: hold digit embeddings too.
+DECOY_WEIGHT = 10.0
 
 
 def _ridge(a: Any, t: Any, w: Any | None = None) -> Any:
@@ -201,9 +233,120 @@ def init_lookup_heads(
         _ridge(xs, ks, _weights(ks)).T,
         _ridge(vx, vt, _weights(vt)).T,
     )
+    # 4. number lines (after 3: the layer-2 head keys the y digit copies head 3 writes)
+    number = _number_heads(model, samples, layer_inputs, dx_ids, dy_ids, labels, emb, gen, image_id)
     check = digit_check(model, held, dx_ids, dy_ids, label_set)
     log(f"lookup heads set: x / y digit right at init on held-out answers {check}")
-    return check
+    return {**check, "number_heads": number}
+
+
+def _number_heads(
+    model: Any,
+    samples: list[dict[str, Any]],
+    layer_inputs: Any,
+    dx_ids: list[int],
+    dy_ids: list[int],
+    label_ids: list[int],
+    emb: Any,
+    gen: Any,
+    image_id: int,
+) -> dict[str, Any] | None:
+    """Layer 0, heads 1-3: the answer's cell digits as numbers on lines of the residual stream.
+
+    A direction's letter compares the two cells: x2 - x1 and y2 - y1, one of them near 0 for a
+    straight direction. From four random digit embeddings that comparison is a table the
+    decoder did not learn (ninth round: 1 of 48 straight directions); as numbers it is linear.
+    Head 1 averages every digit of the answer (x digits onto one line, y digits onto another),
+    head 2 reads the most recent x digit, head 3 the most recent y digit, each onto its own line:
+    ``x2 - x1 = 2 * recent_x - 4 * mean_x`` is then a linear read of the residual. Queries are
+    the answer's tokens; keys the digit tokens (head 1: slowest rotary pairs, position-blind;
+    heads 2-3: pairs of RECENT_BAND, the score falls with distance). Returns the heads set
+    (none for a decoder with fewer than 4 heads).
+    """
+    import torch
+
+    lm = model.model.language_model
+    cfg = lm.config
+    d, heads = cfg.hidden_size, cfg.num_attention_heads
+    dh = getattr(cfg, "head_dim", None) or d // heads
+    if heads < 4 or len(lm.layers) < 3:
+        return None
+    half = dh // 2
+    label_set = set(label_ids)
+    inv_freq = lm.rotary_emb.inv_freq.detach().float().cpu()[:half]
+    slow = list(range(max(0, half - 3), half))
+    band = [i for i in range(half) if RECENT_BAND[0] <= float(inv_freq[i]) <= RECENT_BAND[1]]
+    if not band:  # an unusual rotary base: the three pairs nearest the band's middle
+        band = sorted(range(half), key=lambda i: abs(float(inv_freq[i]) - 0.2))[:3]
+
+    def pair_vector(pairs: list[int], score: float, sign: float = 1.0) -> Any:
+        # a on the first component of each pair: q.k / sqrt(dh) = +-score at distance 0
+        v = torch.zeros(dh)
+        v[pairs] = sign * math.sqrt(score * math.sqrt(dh) / len(pairs))
+        return v
+
+    def pairs_in(lo_hi: tuple[float, float]) -> list[int]:
+        return [i for i in range(half) if lo_hi[0] <= float(inv_freq[i]) <= lo_hi[1]]
+
+    # recent: the band's score falls over the few positions of a rationale; the near pairs turn
+    # 1-3 radians over the ~100 positions between answer and image, so a digit of the answer
+    # outscores every image token (the band alone aliases at that distance)
+    near = pair_vector(pairs_in(NEAR_BAND) or slow, NUMBER_SCORE_NEAR)
+    recent = pair_vector(band, NUMBER_SCORE_RECENT) + near
+    # oldest: the back pairs' score, negated, rises from the recent digit to the older one
+    # within a rationale; the older pairs' score falls by ~20 positions, before the prompt
+    back, older = pairs_in(BACK_BAND) or band, pairs_in(OLDER_BAND) or slow
+    oldest_q = near + pair_vector(older, NUMBER_SCORE_NEAR) + pair_vector(back, NUMBER_SCORE_RECENT, -1.0)
+    oldest_k = near + pair_vector(older, NUMBER_SCORE_NEAR) + pair_vector(back, NUMBER_SCORE_RECENT)
+
+    unit = emb.norm(dim=1).mean() * NUMBER_GAIN
+    # the lines are kept orthogonal to the digit and label embeddings, so reading the digits the
+    # lookup heads copy (and the tied output head's digit logits) sees none of them
+    span = torch.linalg.qr(emb[[*dx_ids, *dy_ids, *label_ids]].T)[0]
+    raw = torch.randn(4, d, generator=gen)
+    raw = raw - (raw @ span) @ span.T
+    lines = torch.nn.functional.normalize(raw, dim=1) * unit
+    x_num = {t: (i - 4.5) / 4.5 for i, t in enumerate(dx_ids)}
+    y_num = {t: (i - 4.5) / 4.5 for i, t in enumerate(dy_ids)}
+    # (layer, head, query, key, line, kind): the digits' kind ("x" or "y") and the line the head
+    # writes their number on. Layer 1 reads the recent x, the oldest x and the oldest y digit.
+    # Heads in layer 0 kept SFT from learning to copy the question's labels (every answer label
+    # came out ``N1``); in layer 2 an x digit also holds a copy of its y digit (the previous-label
+    # head of layer 1 put it there), so the recent-y head keys both and reads the y digit's number
+    # from either: the y digit itself, or the one the x digit before it holds.
+    plan = [
+        (1, 1, recent, recent, lines[0], "x"),
+        (1, 2, oldest_q, oldest_k, lines[1], "x"),
+        (1, 3, oldest_q, oldest_k, lines[2], "y"),
+        (2, 0, recent, recent, lines[3], "y+"),
+    ]
+    for layer, head, qv, kv, line, kind in plan:
+        rows_x, q_t, k_t, v_t, k_w = [], [], [], [], []
+        for s in samples:
+            x, ids, start = layer_inputs(layer, s), s["input_ids"][0].tolist(), s["answer_start"]
+            for p, t in enumerate(ids):
+                number = x_num.get(t) if kind == "x" else y_num.get(t)
+                if kind == "y+" and t in x_num and p + 1 < len(ids):
+                    number = y_num.get(ids[p + 1])
+                keyed = number is not None
+                rows_x.append(x[p])
+                q_t.append(qv if p >= start else torch.zeros(dh))
+                k_t.append(kv if keyed else torch.zeros(dh))
+                v_t.append(number * line if number is not None else torch.zeros(d))
+                # image tokens carry digit embeddings in their code, labels the lookup head's
+                # copies: their keys must stay 0 (64 image tokens against a few digits)
+                decoy = t == image_id or t in label_set
+                k_w.append(POSITIVE_WEIGHT if keyed else DECOY_WEIGHT if decoy else 1.0)
+        xs, qs, ks, vs = (torch.stack(r) for r in (rows_x, q_t, k_t, v_t))
+        _set_head(
+            lm.layers[layer].self_attn,
+            head,
+            dh,
+            _ridge(xs, qs, _weights(qs)).T,
+            _ridge(xs, ks, torch.tensor(k_w)).T,
+            _ridge(xs, vs, _weights(vs)).T,
+        )
+    return {"layer_head": [[layer, head] for layer, head, *_ in plan]}
 
 
 def digit_check(
@@ -232,3 +375,101 @@ def digit_check(
         "x_digit_accuracy": round(hits["x"] / n, 4) if n else None,
         "y_digit_accuracy": round(hits["y"] / n, 4) if n else None,
     }
+
+
+def letter_token_ids(tokenizer: Any) -> list[int]:
+    """Token ids of the option letters A..I as an answer writes them (``\\boxed{H}``)."""
+    return [tokenizer(c, add_special_tokens=False)["input_ids"][-1] for c in "ABCDEFGHI"]
+
+
+def _letter_position(ids: list[int], start: int, brace: int, letters: set[int]) -> int | None:
+    """The answer position whose next token is the boxed letter (the ``{`` before it)."""
+    found = [p for p in range(start, len(ids) - 1) if ids[p] == brace and ids[p + 1] in letters]
+    return found[-1] if found else None
+
+
+def fit_letter_readout(
+    model: Any,
+    tokenizer: Any,
+    samples: Iterable[dict[str, Any]],
+    held: Iterable[dict[str, Any]],
+    *,
+    seed: int = 0,
+    log: Log = stderr_log,
+) -> dict[str, Any]:
+    """Add to the last decoder layer's MLP output map a term that writes the answer's letter.
+
+    With the number-line heads the cells' differences are linear reads at the ``{`` before a
+    multiple-choice letter, and the last MLP's own (random) hidden units already separate the
+    letters: a ridge readout on them, fitted on training answers, named the right direction
+    letter for 70 % of held-out answers before any SFT step, where SFT took thousands of steps
+    to find the straight directions, or never did (tenth round, docs/embedded-model.md). This
+    is that readout, written into the model: at the ``{`` of ``samples`` (multiple-choice
+    rationale answers, dicts as :func:`init_lookup_heads` takes) the added term maps the hidden
+    units to the letter's output embedding (centred over A..I, x READOUT_GAIN); at
+    READOUT_NEGATIVES other positions per answer it maps them near 0. SFT then trains it with
+    everything else. Returns the sample counts and how often, on ``held``, the letter ranks
+    first among A..I given the answer before it (teacher forcing).
+    """
+    import torch
+
+    lm = model.model.language_model
+    mlp = getattr(lm.layers[-1], "mlp", None)
+    down = getattr(mlp, "down_proj", None)
+    if down is None:
+        log("letter readout skipped: the last decoder layer has no mlp.down_proj")
+        return {"skipped": "no mlp.down_proj"}
+    letters = letter_token_ids(tokenizer)
+    letter_set = set(letters)
+    brace = tokenizer("{", add_special_tokens=False)["input_ids"][-1]
+    out_emb = model.get_output_embeddings().weight.detach()[letters]
+    centred = (out_emb - out_emb.mean(0)) * READOUT_GAIN
+    gen = torch.Generator().manual_seed(seed)
+    got: dict[str, Any] = {}
+    hook = down.register_forward_pre_hook(lambda _m, a: got.__setitem__("h", a[0].detach()[0]))
+
+    def run(s: dict[str, Any]) -> tuple[Any, Any, list[int], int | None]:
+        with torch.no_grad():
+            logits = model(
+                input_ids=s["input_ids"], attention_mask=s["attention_mask"], pixel_values=s["pixel_values"]
+            ).logits[0]
+        ids = s["input_ids"][0].tolist()
+        return got["h"], logits, ids, _letter_position(ids, s["answer_start"], brace, letter_set)
+
+    try:
+        rows, targets, weights = [], [], []
+        for s in samples:
+            h, _logits, ids, p = run(s)
+            if p is None:
+                continue
+            rows.append(h[p])
+            targets.append(centred[letters.index(ids[p + 1])])
+            weights.append(POSITIVE_WEIGHT)
+            others = [q for q in range(len(ids)) if q != p]
+            for q in torch.randperm(len(others), generator=gen)[:READOUT_NEGATIVES].tolist():
+                rows.append(h[others[q]])
+                targets.append(torch.zeros_like(centred[0]))
+                weights.append(1.0)
+        n_fit = sum(w == POSITIVE_WEIGHT for w in weights)
+        if not n_fit:
+            log("letter readout skipped: no multiple-choice answer among the samples")
+            return {"skipped": "no multiple-choice answer"}
+        delta = _ridge(torch.stack(rows), torch.stack(targets), torch.tensor(weights))
+        with torch.no_grad():
+            down.weight += delta.T.to(down.weight.dtype)
+        hits = n_held = 0
+        for s in held:
+            _h, logits, ids, p = run(s)
+            if p is None:
+                continue
+            n_held += 1
+            hits += int(letters[int(logits[p, letters].argmax())] == ids[p + 1])
+    finally:
+        hook.remove()
+    check = {
+        "fit_answers": n_fit,
+        "held_out_answers": n_held,
+        "letter_accuracy": round(hits / n_held, 4) if n_held else None,
+    }
+    log(f"letter readout set: {check}")
+    return check

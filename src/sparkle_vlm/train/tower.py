@@ -32,6 +32,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,10 @@ class TowerTrainConfig:
     # stage 3 (train/lookup.py): the decoder's two lookup heads, fitted on this many rationale
     # answers of training images (0: skip the stage)
     lookup_samples: int = 96
+    # then the letter readout (train/lookup.py): the last layer's MLP output map learns, by one
+    # ridge regression on this many multiple-choice rationale answers, to write the answer's
+    # letter at the token before it (0: skip; needs the lookup heads)
+    readout_samples: int = 4500
 
     def validate(self) -> None:
         for name in ("model", "out"):
@@ -75,8 +80,9 @@ class TowerTrainConfig:
         for name in ("steps", "code_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be at least 1, got {getattr(self, name)}")
-        if self.lookup_samples < 0:
-            raise ConfigError("lookup_samples", f"must be non-negative, got {self.lookup_samples}")
+        for name in ("lookup_samples", "readout_samples"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be non-negative, got {getattr(self, name)}")
         if self.held_out < 0:
             raise ConfigError("held_out", f"must be non-negative, got {self.held_out}")
         if self.lr <= 0:
@@ -372,7 +378,85 @@ def _lookup_stage(
     result = init_lookup_heads(
         model, processor.tokenizer, fit, check, label_columns=list(range(N_LABELS)), seed=cfg.seed, log=log
     )
-    return {"fit_samples": len(fit), "held_out_samples": len(check), **result}
+    out = {"fit_samples": len(fit), "held_out_samples": len(check), **result}
+    if cfg.readout_samples:
+        from sparkle_vlm.train.lookup import fit_letter_readout
+
+        fit_r, check_r = answer_records(records, keys, train, held, cfg.readout_samples, gen, mcq=True)
+        make = partial(answer_sample, processor, keys, targets)
+        out["readout"] = fit_letter_readout(
+            model, processor.tokenizer, map(make, fit_r), map(make, check_r), seed=cfg.seed, log=log
+        )
+    return out
+
+
+def answer_records(
+    records: list[dict[str, Any]],
+    keys: list[str],
+    train: Any,
+    held: Any,
+    n: int,
+    gen: Any,
+    *,
+    mcq: bool = False,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Up to ``n`` records with a rationale answer on training images and ``max(8, n // 3)`` on
+    held-out images, in a seeded order (``mcq``: multiple-choice answers only)."""
+    import torch
+
+    from sparkle_vlm.train.rationale import rationale
+
+    index = {k: i for i, k in enumerate(keys)}
+    held_set = set(held.cpu().tolist())
+    answered = [
+        r
+        for r in records
+        if len(r.get("images") or []) == 1
+        and str(r["images"][0]) in index
+        and r.get("messages")
+        and (not mcq or r.get("answer_type") == "mcq")
+        and rationale(r) is not None
+    ]
+    order = torch.randperm(len(answered), generator=gen).tolist()
+    fit = [answered[i] for i in order if index[str(answered[i]["images"][0])] not in held_set][:n]
+    check = [answered[i] for i in order if index[str(answered[i]["images"][0])] in held_set]
+    return fit, check[: max(8, n // 3)]
+
+
+def answer_sample(
+    processor: Any, keys: list[str], targets: tuple[Any, Any, Any], rec: dict[str, Any]
+) -> dict[str, Any]:
+    """One record's rationale answer as model inputs, with its image's per-token targets."""
+    from PIL import Image
+
+    from sparkle_vlm.train.data import split_turns
+    from sparkle_vlm.train.rationale import with_rationale
+
+    rec = with_rationale(rec)
+    prompt, completion = split_turns(rec)
+    path = str(rec["images"][0])
+    with Image.open(path) as im:
+        image = im.convert("RGB")
+    full = processor(
+        text=[processor.apply_chat_template(prompt + completion, tokenize=False)],
+        images=[image],
+        return_tensors="pt",
+    )
+    head = processor(
+        text=[processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)],
+        images=[image],
+        return_tensors="pt",
+    )
+    i = keys.index(path)
+    return {
+        "input_ids": full["input_ids"],
+        "attention_mask": full["attention_mask"],
+        "pixel_values": full["pixel_values"].float(),
+        "answer_start": int(head["input_ids"].shape[1]),
+        "image_labels": targets[0][i].cpu().flatten().tolist(),
+        "image_dx": targets[1][i].cpu().flatten().tolist(),
+        "image_dy": targets[2][i].cpu().flatten().tolist(),
+    }
 
 
 def lookup_samples(
@@ -390,56 +474,10 @@ def lookup_samples(
 
     ``keys``: image paths in the order of the rows of ``targets`` (label, x digit, y digit grids).
     """
-    import torch
-    from PIL import Image
-
-    from sparkle_vlm.train.data import split_turns
-    from sparkle_vlm.train.rationale import rationale, with_rationale
-
-    label, fx, fy = (t.cpu() for t in targets)
-    index = {k: i for i, k in enumerate(keys)}
-    held_set = set(held.cpu().tolist())
-    answered = [
-        r
-        for r in records
-        if len(r.get("images") or []) == 1
-        and str(r["images"][0]) in index
-        and r.get("messages")
-        and rationale(r) is not None
+    fit, check = answer_records(records, keys, train, held, n, gen)
+    return [answer_sample(processor, keys, targets, r) for r in fit], [
+        answer_sample(processor, keys, targets, r) for r in check
     ]
-    order = torch.randperm(len(answered), generator=gen).tolist()
-    fit = [answered[i] for i in order if index[str(answered[i]["images"][0])] not in held_set][:n]
-    check = [answered[i] for i in order if index[str(answered[i]["images"][0])] in held_set]
-    check = check[: max(8, n // 3)]
-
-    def sample(rec: dict[str, Any]) -> dict[str, Any]:
-        rec = with_rationale(rec)
-        prompt, completion = split_turns(rec)
-        path = str(rec["images"][0])
-        with Image.open(path) as im:
-            image = im.convert("RGB")
-        full = processor(
-            text=[processor.apply_chat_template(prompt + completion, tokenize=False)],
-            images=[image],
-            return_tensors="pt",
-        )
-        head = processor(
-            text=[processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)],
-            images=[image],
-            return_tensors="pt",
-        )
-        i = index[path]
-        return {
-            "input_ids": full["input_ids"],
-            "attention_mask": full["attention_mask"],
-            "pixel_values": full["pixel_values"].float(),
-            "answer_start": int(head["input_ids"].shape[1]),
-            "image_labels": label[i].flatten().tolist(),
-            "image_dx": fx[i].flatten().tolist(),
-            "image_dy": fy[i].flatten().tolist(),
-        }
-
-    return [sample(r) for r in fit], [sample(r) for r in check]
 
 
 class _Resume:

@@ -59,15 +59,15 @@ NUMBER_SCORE_NEAR = 15.0
 NUMBER_SCORE_RECENT = 20.0
 #: Norm of a number line's end (digit 0 or 9) relative to the raw token embeddings.
 NUMBER_GAIN = 1.0
-#: The decoder layer of the number-line heads (heads 1-3). In layer 0 they kept SFT from learning
-#: to copy the question's labels into the answer (every answer label came out ``N1``).
-NUMBER_LAYER = 1
 #: The letter readout: the added term writes the letter's centred output embedding x this gain
 #: at the ``{`` before it, and is fitted to write ~0 at this many other positions per answer.
 READOUT_GAIN = 3.0
 READOUT_NEGATIVES = 20
-#: Rotary frequencies (radians per position) of the recent-digit heads: slow enough that the
-#: score falls monotonically over the ~10 positions of a rationale, fast enough that it falls.
+#: Rotary frequencies (radians per position) of the number-line heads. RECENT: the newest-digit
+#: score falls monotonically over the ~10 positions of a rationale. NEAR: turns 1-3 radians over
+#: the ~100 positions back to the image, so no image token outscores an answer digit. BACK (negated)
+#: and OLDER: the oldest-digit score rises from the newest digit to the older one and falls by
+#: ~20 positions back, before the prompt.
 RECENT_BAND = (0.08, 0.4)
 NEAR_BAND = (0.012, 0.04)
 BACK_BAND = (0.15, 0.4)
@@ -233,7 +233,7 @@ def init_lookup_heads(
         _ridge(xs, ks, _weights(ks)).T,
         _ridge(vx, vt, _weights(vt)).T,
     )
-    # 4. number lines (after 3: the layer-2 head keys the y digit copies head 3 writes)
+    # 4. number lines, after 3: their layer-2 head keys the y digit copies that 3 writes
     number = _number_heads(model, samples, layer_inputs, dx_ids, dy_ids, labels, emb, gen, image_id)
     check = digit_check(model, held, dx_ids, dy_ids, label_set)
     log(f"lookup heads set: x / y digit right at init on held-out answers {check}")
@@ -251,17 +251,18 @@ def _number_heads(
     gen: Any,
     image_id: int,
 ) -> dict[str, Any] | None:
-    """Layer 0, heads 1-3: the answer's cell digits as numbers on lines of the residual stream.
+    """Four heads that write the answer's cell digits as numbers on lines of the residual stream.
 
     A direction's letter compares the two cells: x2 - x1 and y2 - y1, one of them near 0 for a
     straight direction. From four random digit embeddings that comparison is a table the
     decoder did not learn (ninth round: 1 of 48 straight directions); as numbers it is linear.
-    Head 1 averages every digit of the answer (x digits onto one line, y digits onto another),
-    head 2 reads the most recent x digit, head 3 the most recent y digit, each onto its own line:
-    ``x2 - x1 = 2 * recent_x - 4 * mean_x`` is then a linear read of the residual. Queries are
-    the answer's tokens; keys the digit tokens (head 1: slowest rotary pairs, position-blind;
-    heads 2-3: pairs of RECENT_BAND, the score falls with distance). Returns the heads set
-    (none for a decoder with fewer than 4 heads).
+    Layer 1, heads 1-3, read the answer's newest x digit, its oldest x digit and its oldest y
+    digit; layer 2, head 0, the newest y digit. Each writes (digit - 4.5) / 4.5 times its own
+    line. Queries are the answer's tokens, keys the digit tokens; the rotary pairs of
+    RECENT_BAND make the score fall with distance within a rationale (negated: rise, for the
+    oldest digit), those of NEAR_BAND / OLDER_BAND keep prompt and image tokens below the
+    answer's digits. Returns the (layer, head) pairs set, or None for a decoder with fewer than
+    3 layers or 4 heads.
     """
     import torch
 
@@ -275,18 +276,18 @@ def _number_heads(
     label_set = set(label_ids)
     inv_freq = lm.rotary_emb.inv_freq.detach().float().cpu()[:half]
     slow = list(range(max(0, half - 3), half))
-    band = [i for i in range(half) if RECENT_BAND[0] <= float(inv_freq[i]) <= RECENT_BAND[1]]
-    if not band:  # an unusual rotary base: the three pairs nearest the band's middle
-        band = sorted(range(half), key=lambda i: abs(float(inv_freq[i]) - 0.2))[:3]
+
+    def pairs_in(lo_hi: tuple[float, float]) -> list[int]:
+        return [i for i in range(half) if lo_hi[0] <= float(inv_freq[i]) <= lo_hi[1]]
+
+    # an unusual rotary base without pairs in the band: the three nearest its middle
+    band = pairs_in(RECENT_BAND) or sorted(range(half), key=lambda i: abs(float(inv_freq[i]) - 0.2))[:3]
 
     def pair_vector(pairs: list[int], score: float, sign: float = 1.0) -> Any:
         # a on the first component of each pair: q.k / sqrt(dh) = +-score at distance 0
         v = torch.zeros(dh)
         v[pairs] = sign * math.sqrt(score * math.sqrt(dh) / len(pairs))
         return v
-
-    def pairs_in(lo_hi: tuple[float, float]) -> list[int]:
-        return [i for i in range(half) if lo_hi[0] <= float(inv_freq[i]) <= lo_hi[1]]
 
     # recent: the band's score falls over the few positions of a rationale; the near pairs turn
     # 1-3 radians over the ~100 positions between answer and image, so a digit of the answer

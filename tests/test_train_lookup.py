@@ -11,7 +11,7 @@ pytestmark = pytest.mark.torch
 
 
 def _model_with_exact_codes(tmp_path: Path, data: Path, **spec: Any) -> tuple[Any, Any, dict[str, Any]]:
-    """A tiny decoder (64 wide, 32-dim heads as the small model's) whose image tokens are the
+    """A tiny decoder (by default 64 wide, 32-dim heads as the small model's) whose image tokens are the
     tower's code computed from the scene records instead of from pixels: the test isolates the
     heads from how well a tower was trained."""
     import torch
@@ -186,7 +186,8 @@ def test_number_heads_and_the_readout_name_the_direction_letter_before_any_train
     assert (got["number_heads"] is not None) == number_heads
     direction = [r for r in d["records"] if r["task"] == "direction"]
     fit_r, check_r = answer_records(direction, d["keys"], train, held, 300, gen, mcq=True)
-    make = lambda r: answer_sample(processor, d["keys"], d["targets"], r)  # noqa: E731
+    index = {k: i for i, k in enumerate(d["keys"])}
+    make = lambda r: answer_sample(processor, index, d["targets"], r)  # noqa: E731
     res = lookup.fit_letter_readout(model, processor.tokenizer, map(make, fit_r), map(make, check_r))
     assert res["fit_answers"] == 300 and res["held_out_answers"] == 100
     print(res)

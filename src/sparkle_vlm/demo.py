@@ -84,7 +84,10 @@ class DemoPlan:
         per_step = {"tiny": 0.03, "small": 0.16, "base": 2.5}.get(self.size, 0.3)
         per_tower = {"tiny": 0.01, "small": 0.05, "base": 0.6}.get(self.size, 0.1)
         per_eval = {"tiny": 0.005, "small": 0.015, "base": 0.1}.get(self.size, 0.05)
-        tower_s = (self.tower_steps + self.code_steps) * per_tower + 45 + 4500 * per_eval
+        from sparkle_vlm.train.tower import TowerTrainConfig
+
+        readout_s = TowerTrainConfig.readout_samples * per_eval
+        tower_s = (self.tower_steps + self.code_steps) * per_tower + 45 + readout_s
         train_s = (self.practice_steps + self.steps + 2 * 1.9 * self.transfer_steps) * per_step + tower_s
         eval_s = (2 * 6 * self.eval_n + 2 * 3 * self.eval_n) * per_eval
         return (train_s + eval_s + 30) / 60
@@ -455,7 +458,12 @@ def _write_summary(out: Path, plan: DemoPlan, seconds: float) -> Path:
                 else ""
             )
             + (
-                "Four more heads write the answer's cells as numbers and the last layer's MLP got a "
+                (
+                    "Four more heads write the answer's cells as numbers. "
+                    if lookup.get("number_heads")
+                    else ""
+                )
+                + "The last layer's MLP got a "
                 f"letter readout fitted on {readout['fit_answers']} multiple-choice training answers: "
                 f"it named {100 * readout['letter_accuracy']:.1f}% of the letters of held-out answers "
                 "given their rationale, before any SFT step. "

@@ -383,7 +383,7 @@ def _lookup_stage(
         from sparkle_vlm.train.lookup import fit_letter_readout
 
         fit_r, check_r = answer_records(records, keys, train, held, cfg.readout_samples, gen, mcq=True)
-        make = partial(answer_sample, processor, keys, targets)
+        make = partial(answer_sample, processor, {k: i for i, k in enumerate(keys)}, targets)
         out["readout"] = fit_letter_readout(
             model, processor.tokenizer, map(make, fit_r), map(make, check_r), seed=cfg.seed, log=log
         )
@@ -424,9 +424,10 @@ def answer_records(
 
 
 def answer_sample(
-    processor: Any, keys: list[str], targets: tuple[Any, Any, Any], rec: dict[str, Any]
+    processor: Any, index: dict[str, int], targets: tuple[Any, Any, Any], rec: dict[str, Any]
 ) -> dict[str, Any]:
-    """One record's rationale answer as model inputs, with its image's per-token targets."""
+    """One record's rationale answer as model inputs, with its image's per-token targets
+    (``index``: image path -> row of ``targets``)."""
     from PIL import Image
 
     from sparkle_vlm.train.data import split_turns
@@ -447,7 +448,7 @@ def answer_sample(
         images=[image],
         return_tensors="pt",
     )
-    i = keys.index(path)
+    i = index[path]
     return {
         "input_ids": full["input_ids"],
         "attention_mask": full["attention_mask"],
@@ -475,9 +476,8 @@ def lookup_samples(
     ``keys``: image paths in the order of the rows of ``targets`` (label, x digit, y digit grids).
     """
     fit, check = answer_records(records, keys, train, held, n, gen)
-    return [answer_sample(processor, keys, targets, r) for r in fit], [
-        answer_sample(processor, keys, targets, r) for r in check
-    ]
+    make = partial(answer_sample, processor, {k: i for i, k in enumerate(keys)}, targets)
+    return [make(r) for r in fit], [make(r) for r in check]
 
 
 class _Resume:

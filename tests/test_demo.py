@@ -8,6 +8,35 @@ from pathlib import Path
 import pytest
 
 from sparkle_vlm.cli.main import main
+from sparkle_vlm.demo import PLANS, _Clock
+
+
+class _FakeStages:
+    """Stages that take the seconds they are told to and remember what is done."""
+
+    def __init__(self, seconds: dict[str, float], done: dict[str, dict]) -> None:
+        self.seconds, self.markers = seconds, done
+
+    def done(self, name: str) -> dict | None:
+        return self.markers.get(name)
+
+    def run(self, name: str, fn, key: dict) -> dict:
+        if name not in self.markers:
+            self.markers[name] = {"key": key, "seconds": self.seconds[name], **fn()}
+        return self.markers[name]
+
+
+def test_the_time_left_is_rescaled_by_the_stages_that_ran() -> None:
+    lines: list[str] = []
+    key = {"seed": 0}
+    # stage "a" was done by an earlier run: it is skipped and says nothing about this host
+    stages = _FakeStages({"b": 20.0, "c": 120.0}, {"a": {"key": key, "seconds": 999.0}})
+    clock = _Clock(stages, key, {"a": 50.0, "b": 10.0, "c": 60.0, "d": 120.0}, lines.append)
+    for name in "abc":
+        clock.run(name, dict)
+    # b alone (10 s estimated) is too short to rescale by: 60 + 120 s left as estimated
+    # after c, b and c took 140 s for 70 estimated: d's 120 s become 4 min
+    assert lines == ["[b] done in 20.0 s; about 3 min left", "[c] done in 120.0 s; about 4 min left"]
 
 
 @pytest.mark.torch
@@ -32,7 +61,9 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path: Path, capsys) -> None:
     b = json.loads((out / "runs" / "sparkle" / "summary.json").read_text())
     assert a["overall"]["n"] == b["overall"]["n"] == 4 * 6
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
-    capsys.readouterr()
+    # every stage the demo ran has an estimate, so the time left it prints covers the whole run
+    assert {Path(n).stem for n in stamps} == set(PLANS["quick"].stage_seconds())
+    assert "min left" in capsys.readouterr().err
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")} == stamps
     assert "done, skipped" in capsys.readouterr().err

@@ -75,22 +75,66 @@ class DemoPlan:
     max_new_tokens: int = 40  # fits the longest SPP 5x5 move list of the embedded tokenizer
     eval_batch_size: int = 32
 
-    def estimate_minutes(self) -> float:
-        """A rough 2-core CPU estimate, printed before the run starts."""
-        # Measured on 2 cores with 1 torch thread and a data-loading process: ~0.16 s per Sparkle step
-        # (rationale answers, no descriptions), ~0.3 s per composite step, ~0.05 s per tower step (2 threads)
-        # plus ~25 s to load images, ~20 s to fit the lookup heads and ~0.015 s per answer of the
-        # letter readout.
+    def stage_seconds(self) -> dict[str, float]:
+        """A rough 2-core CPU estimate of each stage, in the order the demo runs them.
+
+        Measured on 2 cores with 1 torch thread and a data-loading process: ~0.16 s per Sparkle
+        step (rationale answers, no descriptions), ~0.3 s per composite step, ~0.05 s per tower
+        step (2 threads), ~25 s to load the tower's images and fit the lookup heads, ~0.01 s per
+        answer of the letter readout and ~0.015 s per evaluation question. Hosts differ by 2-3x:
+        the demo rescales what is left by what the finished stages took (:func:`run_demo`).
+        """
         per_step = {"tiny": 0.03, "small": 0.16, "base": 2.5}.get(self.size, 0.3)
         per_tower = {"tiny": 0.01, "small": 0.05, "base": 0.6}.get(self.size, 0.1)
         per_eval = {"tiny": 0.005, "small": 0.015, "base": 0.1}.get(self.size, 0.05)
         from sparkle_vlm.train.tower import TowerTrainConfig
 
-        readout_s = TowerTrainConfig.readout_samples * per_eval
-        tower_s = (self.tower_steps + self.code_steps) * per_tower + 45 + readout_s
-        train_s = (self.practice_steps + self.steps + 2 * 1.9 * self.transfer_steps) * per_step + tower_s
-        eval_s = (2 * 6 * self.eval_n + 2 * 3 * self.eval_n) * per_eval
-        return (train_s + eval_s + 30) / 60
+        readout_s = TowerTrainConfig.readout_samples * per_eval * 2 / 3
+        composite_s = 1.9 * self.transfer_steps * per_step
+        return {
+            "data-instruct": 1 + 0.002 * self.instruct_images,
+            "data-practice": 1 + 0.001 * self.practice_images,
+            "model": 5.0,
+            "eval-untrained": 9 * self.eval_n * per_eval,
+            "train-tower": (self.tower_steps + self.code_steps) * per_tower + 25 + readout_s,
+            "train-practice": self.practice_steps * per_step,
+            "train-sparkle": self.steps * per_step,
+            "eval-sparkle": 9 * self.eval_n * per_eval,
+            "data-composite": 2 + 0.002 * self.transfer_records,
+            "train-composite-from-scratch": composite_s,
+            "eval-composite-from-scratch": 3 * self.eval_n * per_eval,
+            "train-composite-from-sparkle": composite_s,
+            "eval-composite-from-sparkle": 3 * self.eval_n * per_eval,
+        }
+
+    def estimate_minutes(self) -> float:
+        """A rough 2-core CPU estimate of the whole demo, printed before the run starts."""
+        return (sum(self.stage_seconds().values()) + 30) / 60
+
+
+class _Clock:
+    """Runs the demo's stages and says, after each, about how long is left: the plan's estimate
+    of the remaining stages, scaled by how the stages run so far compared with theirs."""
+
+    def __init__(self, stages: Any, key: dict[str, Any], estimates: dict[str, float], log: Log) -> None:
+        self.stages, self.key, self.estimates, self.log = stages, key, estimates, log
+        self.finished: set[str] = set()
+        self.estimated = self.took = 0.0
+
+    def run(self, name: str, fn: Any) -> dict[str, Any]:
+        prev = self.stages.done(name)
+        skipped = prev is not None and prev.get("key") == self.key
+        marker = self.stages.run(name, fn, self.key)
+        self.finished.add(name)
+        if not skipped:
+            self.estimated += self.estimates.get(name, 0.0)
+            self.took += float(marker.get("seconds") or 0.0)
+        left = sum(v for k, v in self.estimates.items() if k not in self.finished)
+        # a few seconds of small stages say little about the host; scale once a stage of weight ran
+        factor = self.took / self.estimated if self.estimated >= 30 else 1.0
+        if not skipped:
+            self.log(f"[{name}] done in {marker.get('seconds')} s; about {left * factor / 60:.0f} min left")
+        return marker
 
 
 PLANS = {
@@ -234,21 +278,20 @@ def run_demo(
     out_p.mkdir(parents=True, exist_ok=True)
     stages = Stages(out_p, log)
     key = {"plan": asdict(plan), "seed": seed}
+    clock = _Clock(stages, key, plan.stage_seconds(), log)
     data, runs = out_p / "data", out_p / "runs"
     t0 = time.perf_counter()
     log(f"sparkle demo: about {plan.estimate_minutes():.0f} min on 2 CPU cores (model size {plan.size})")
     if _cuda():
         log("sparkle demo: CUDA is available; training and evaluation run on the GPU (bf16 autocast)")
 
-    stages.run(
+    clock.run(
         "data-instruct",
         lambda: _generate("instruct", {"n": plan.instruct_images}, seed, data / "instruct", workers),
-        key,
     )
-    stages.run(
+    clock.run(
         "data-practice",
         lambda: _generate("basic-train", {"n": plan.practice_images}, seed, data / "basic-train", workers),
-        key,
     )
 
     def build() -> dict[str, Any]:
@@ -257,13 +300,12 @@ def run_demo(
         path = build_embedded_model(plan.size, out_p / "model-untrained", seed=seed)
         return {"path": str(path)}
 
-    stages.run("model", build, key)
+    clock.run("model", build)
     untrained = f"hf:{out_p / 'model-untrained'}"
     cache = data / "eval"
-    stages.run(
+    clock.run(
         "eval-untrained",
         lambda: _summary_info(_eval(untrained, "paper", runs / "untrained", plan, cache, workers)),
-        key,
     )
 
     def tower() -> dict[str, Any]:
@@ -289,10 +331,10 @@ def run_demo(
             torch.set_num_threads(before)
         return {"dense": info["dense"], "code": info["code"], "lookup": info["lookup"]}
 
-    stages.run("train-tower", tower, key)
+    clock.run("train-tower", tower)
     start = out_p / "model-tower"
     if plan.practice_steps:
-        stages.run(
+        clock.run(
             "train-practice",
             lambda: _sft(
                 str(out_p / "model-tower"),
@@ -305,10 +347,9 @@ def run_demo(
                 freeze=True,
                 rationale=plan.rationale,
             ),
-            key,
         )
         start = out_p / "model-practice"
-    stages.run(
+    clock.run(
         "train-sparkle",
         lambda: _sft(
             str(start),
@@ -322,27 +363,24 @@ def run_demo(
             rationale=plan.rationale,
             tasks=None if plan.descriptions else ["direction", "distance", "localization"],
         ),
-        key,
     )
     trained = f"hf:{out_p / 'model-sparkle'}"
-    stages.run(
+    clock.run(
         "eval-sparkle",
         lambda: _summary_info(_eval(trained, "paper", runs / "sparkle", plan, cache, workers)),
-        key,
     )
 
     # Transfer experiment: the same composite budget from scratch and from the Sparkle model.
-    stages.run(
+    clock.run(
         "data-composite",
         lambda: {
             "records": build_composite(
                 data / "composite-train", plan.transfer_records, seed, seed, workers, log
             )["counts"]["records"]
         },
-        key,
     )
     for name, start in (("scratch", out_p / "model-untrained"), ("sparkle", out_p / "model-sparkle")):
-        stages.run(
+        clock.run(
             f"train-composite-from-{name}",
             lambda start=start, name=name: _sft(
                 str(start),
@@ -353,9 +391,8 @@ def run_demo(
                 plan,
                 log,
             ),
-            key,
         )
-        stages.run(
+        clock.run(
             f"eval-composite-from-{name}",
             lambda name=name: _summary_info(
                 _eval(
@@ -367,7 +404,6 @@ def run_demo(
                     workers,
                 )
             ),
-            key,
         )
 
     from sparkle_vlm.report import build_report

@@ -39,7 +39,8 @@ y digit first among the ten (before any SFT step).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 from sparkle_vlm.errors import SparkleError
@@ -78,6 +79,9 @@ RIDGE = 1e-2
 #: Weight of the rows a number-line key must not match: image tokens and answer labels, which
 #: hold digit embeddings too.
 DECOY_WEIGHT = 10.0
+#: Samples per forward pass when capturing layer inputs (one sample per pass spent ~40 ms in
+#: Python and small convolutions; batched, the readout's 4,500 answers take a fraction of that).
+CAPTURE_BATCH = 32
 
 
 def _ridge(a: Any, t: Any, w: Any | None = None) -> Any:
@@ -88,6 +92,62 @@ def _ridge(a: Any, t: Any, w: Any | None = None) -> Any:
         s = w.sqrt().unsqueeze(1)
         a, t = a * s, t * s
     return torch.linalg.solve(a.T @ a + RIDGE * torch.eye(a.shape[1], dtype=a.dtype), a.T @ t)
+
+
+def forward_batches(
+    model: Any,
+    samples: Iterable[dict[str, Any]],
+    capture: Any | None = None,
+    *,
+    pre: bool = False,
+    logits: bool = False,
+    batch_size: int = CAPTURE_BATCH,
+) -> Iterator[tuple[dict[str, Any], Any, Any]]:
+    """Run ``samples`` (dicts of ``input_ids`` (1, T), ``attention_mask``, ``pixel_values``)
+    through ``model`` in right-padded batches; yields ``(sample, captured, logits)`` per sample,
+    in order, each cut to the sample's own length.
+
+    ``captured``: the output of module ``capture`` (its input where ``pre``), ``(T, ...)``, or
+    None; ``logits``: ``(T, vocab)`` where asked, else None. Right padding leaves every real
+    position's causal context as it is alone (the values agree up to float rounding).
+    """
+    import torch
+
+    image_id = model.config.image_token_id
+    pad = 1 if image_id == 0 else 0  # any id but the image token: padding is masked out
+    got: dict[str, Any] = {}
+    hook = None
+    if capture is not None:
+        if pre:
+            hook = capture.register_forward_pre_hook(lambda _m, a: got.__setitem__("h", a[0].detach()))
+        else:
+            hook = capture.register_forward_hook(lambda _m, _i, o: got.__setitem__("h", o.detach()))
+    it = iter(samples)
+    try:
+        while chunk := list(islice(it, batch_size)):
+            lengths = [int(s["input_ids"].shape[1]) for s in chunk]
+            width = max(lengths)
+            ids = torch.full((len(chunk), width), pad, dtype=chunk[0]["input_ids"].dtype)
+            mask = torch.zeros((len(chunk), width), dtype=chunk[0]["attention_mask"].dtype)
+            for i, (s, n) in enumerate(zip(chunk, lengths, strict=True)):
+                ids[i, :n] = s["input_ids"][0]
+                mask[i, :n] = s["attention_mask"][0]
+            with torch.no_grad():
+                out = model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    pixel_values=torch.cat([s["pixel_values"] for s in chunk]),
+                    logits_to_keep=0 if logits else 1,
+                )
+            for i, (s, n) in enumerate(zip(chunk, lengths, strict=True)):
+                yield (
+                    s,
+                    got["h"][i, :n] if capture is not None else None,
+                    out.logits[i, :n] if logits else None,
+                )
+    finally:
+        if hook is not None:
+            hook.remove()
 
 
 def _weights(t: Any) -> Any:
@@ -166,26 +226,14 @@ def init_lookup_heads(
     recent = torch.zeros(dh)
     recent[:n_fast] = math.sqrt(RECENT_GAIN)
 
-    def layer_inputs(layer: int, s: dict[str, Any]) -> Any:
-        got: dict[str, Any] = {}
-        hook = lm.layers[layer].input_layernorm.register_forward_hook(
-            lambda _m, _i, o: got.__setitem__("x", o.detach()[0])
-        )
-        try:
-            with torch.no_grad():
-                model(
-                    input_ids=s["input_ids"],
-                    attention_mask=s["attention_mask"],
-                    pixel_values=s["pixel_values"],
-                )
-        finally:
-            hook.remove()
-        return got["x"]
+    def layer_inputs(layer: int) -> list[Any]:
+        # the normalised input of ``layer`` for every sample, (T, d) each
+        return [x for _s, x, _l in forward_batches(model, samples, lm.layers[layer].input_layernorm)]
 
     # 2. layer 0, head 0: text label -> u_j as query, disc j's image token -> u_j as key
     rows_x, q_t, k_t, v_t = [], [], [], []
-    for s in samples:
-        x, ids = layer_inputs(0, s), s["input_ids"][0].tolist()
+    for s, x in zip(samples, layer_inputs(0), strict=True):
+        ids = s["input_ids"][0].tolist()
         image_pos = [p for p, t in enumerate(ids) if t == image_id]
         lab = dict(zip(image_pos, s["image_labels"], strict=True))
         dxy = dict(zip(image_pos, zip(s["image_dx"], s["image_dy"], strict=True), strict=True))
@@ -210,8 +258,8 @@ def init_lookup_heads(
     # 3. layer 1, head 0: x digit -> recent as query, any label token -> recent as key; the value
     # reads the y digit the lookup above wrote into the label's position
     rows_x, q_t, k_t, v_x, v_t = [], [], [], [], []
-    for s in samples:
-        x, ids = layer_inputs(1, s), s["input_ids"][0].tolist()
+    for s, x in zip(samples, layer_inputs(1), strict=True):
+        ids = s["input_ids"][0].tolist()
         for p, t in enumerate(ids):
             rows_x.append(x[p])
             q_t.append(recent if t in dx_set else torch.zeros(dh))
@@ -321,10 +369,15 @@ def _number_heads(
         (1, 3, oldest_q, oldest_k, lines[2], "y"),
         (2, 0, recent, recent, lines[3], "y+"),
     ]
+    inputs: dict[int, list[Any]] = {}
     for layer, head, qv, kv, line, kind in plan:
+        # a head changes its layer's output, not its input: one capture per layer (plan is in
+        # layer order, so layer 2's is taken after layer 1's heads are set)
+        if layer not in inputs:
+            inputs[layer] = layer_inputs(layer)
         rows_x, q_t, k_t, v_t, k_w = [], [], [], [], []
-        for s in samples:
-            x, ids, start = layer_inputs(layer, s), s["input_ids"][0].tolist(), s["answer_start"]
+        for s, x in zip(samples, inputs[layer], strict=True):
+            ids, start = s["input_ids"][0].tolist(), s["answer_start"]
             for p, t in enumerate(ids):
                 number = x_num.get(t) if kind == "x" else y_num.get(t)
                 if kind == "y+" and t in x_num and p + 1 < len(ids):
@@ -355,16 +408,11 @@ def digit_check(
 ) -> dict[str, Any]:
     """How often the model ranks the right x digit first after an answer's label, and the right
     y digit after that x digit (among the ten digits of each kind)."""
-    import torch
 
     hits = {"x": 0, "y": 0}
     n = 0
     dx_set = set(dx_ids)
-    for s in held:
-        with torch.no_grad():
-            logits = model(
-                input_ids=s["input_ids"], attention_mask=s["attention_mask"], pixel_values=s["pixel_values"]
-            ).logits[0]
+    for s, _x, logits in forward_batches(model, held, logits=True):
         ids = s["input_ids"][0].tolist()
         for p in range(s["answer_start"], len(ids) - 2):
             if ids[p] in label_set and ids[p + 1] in dx_set and ids[p + 2] in dy_ids:
@@ -426,47 +474,35 @@ def fit_letter_readout(
     out_emb = model.get_output_embeddings().weight.detach()[letters]
     centred = (out_emb - out_emb.mean(0)) * READOUT_GAIN
     gen = torch.Generator().manual_seed(seed)
-    got: dict[str, Any] = {}
-    hook = down.register_forward_pre_hook(lambda _m, a: got.__setitem__("h", a[0].detach()[0]))
-
-    def run(s: dict[str, Any]) -> tuple[Any, Any, list[int], int | None]:
-        with torch.no_grad():
-            logits = model(
-                input_ids=s["input_ids"], attention_mask=s["attention_mask"], pixel_values=s["pixel_values"]
-            ).logits[0]
+    rows, targets, weights = [], [], []
+    for s, h, _logits in forward_batches(model, samples, down, pre=True):
         ids = s["input_ids"][0].tolist()
-        return got["h"], logits, ids, _letter_position(ids, s["answer_start"], brace, letter_set)
-
-    try:
-        rows, targets, weights = [], [], []
-        for s in samples:
-            h, _logits, ids, p = run(s)
-            if p is None:
-                continue
-            rows.append(h[p])
-            targets.append(centred[letters.index(ids[p + 1])])
-            weights.append(POSITIVE_WEIGHT)
-            others = [q for q in range(len(ids)) if q != p]
-            for q in torch.randperm(len(others), generator=gen)[:READOUT_NEGATIVES].tolist():
-                rows.append(h[others[q]])
-                targets.append(torch.zeros_like(centred[0]))
-                weights.append(1.0)
-        n_fit = sum(w == POSITIVE_WEIGHT for w in weights)
-        if not n_fit:
-            log("letter readout skipped: no multiple-choice answer among the samples")
-            return {"skipped": "no multiple-choice answer"}
-        delta = _ridge(torch.stack(rows), torch.stack(targets), torch.tensor(weights))
-        with torch.no_grad():
-            down.weight += delta.T.to(down.weight.dtype)
-        hits = n_held = 0
-        for s in held:
-            _h, logits, ids, p = run(s)
-            if p is None:
-                continue
-            n_held += 1
-            hits += int(letters[int(logits[p, letters].argmax())] == ids[p + 1])
-    finally:
-        hook.remove()
+        p = _letter_position(ids, s["answer_start"], brace, letter_set)
+        if p is None:
+            continue
+        rows.append(h[p].clone())  # a view would keep the whole batch's capture alive
+        targets.append(centred[letters.index(ids[p + 1])])
+        weights.append(POSITIVE_WEIGHT)
+        others = [q for q in range(len(ids)) if q != p]
+        for q in torch.randperm(len(others), generator=gen)[:READOUT_NEGATIVES].tolist():
+            rows.append(h[others[q]].clone())
+            targets.append(torch.zeros_like(centred[0]))
+            weights.append(1.0)
+    n_fit = sum(w == POSITIVE_WEIGHT for w in weights)
+    if not n_fit:
+        log("letter readout skipped: no multiple-choice answer among the samples")
+        return {"skipped": "no multiple-choice answer"}
+    delta = _ridge(torch.stack(rows), torch.stack(targets), torch.tensor(weights))
+    with torch.no_grad():
+        down.weight += delta.T.to(down.weight.dtype)
+    hits = n_held = 0
+    for s, _h, logits in forward_batches(model, held, logits=True):
+        ids = s["input_ids"][0].tolist()
+        p = _letter_position(ids, s["answer_start"], brace, letter_set)
+        if p is None:
+            continue
+        n_held += 1
+        hits += int(letters[int(logits[p, letters].argmax())] == ids[p + 1])
     check = {
         "fit_answers": n_fit,
         "held_out_answers": n_held,

@@ -443,21 +443,36 @@ def answer_sample(
         images=[image],
         return_tensors="pt",
     )
-    head = processor(
-        text=[processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)],
-        images=[image],
-        return_tensors="pt",
-    )
+    head_text = processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    answer_start = _prefix_length(processor, head_text, full["input_ids"][0].tolist())
+    if answer_start is None:  # a template whose prompt tokens change with what follows them
+        answer_start = int(
+            processor(text=[head_text], images=[image], return_tensors="pt")["input_ids"].shape[1]
+        )
     i = index[path]
     return {
         "input_ids": full["input_ids"],
         "attention_mask": full["attention_mask"],
         "pixel_values": full["pixel_values"].float(),
-        "answer_start": int(head["input_ids"].shape[1]),
+        "answer_start": answer_start,
         "image_labels": targets[0][i].cpu().flatten().tolist(),
         "image_dx": targets[1][i].cpu().flatten().tolist(),
         "image_dy": targets[2][i].cpu().flatten().tolist(),
     }
+
+
+def _prefix_length(processor: Any, head_text: str, full_ids: list[int]) -> int | None:
+    """The length of ``head_text``'s tokens inside ``full_ids`` without a second image pass:
+    the text is tokenized alone and its image token expanded as the processor expanded it in
+    ``full_ids``; None where the result is not a prefix of ``full_ids``."""
+    image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
+    head = processor.tokenizer(head_text)["input_ids"]
+    n_head, n_full = head.count(image_id), full_ids.count(image_id)
+    if not n_head or n_full % n_head:
+        return None
+    per = n_full // n_head
+    expanded = [u for t in head for u in ([t] * per if t == image_id else [t])]
+    return len(expanded) if full_ids[: len(expanded)] == expanded else None
 
 
 def lookup_samples(

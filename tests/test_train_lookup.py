@@ -104,7 +104,9 @@ def test_lookup_heads_read_the_named_discs_cell_before_any_training(tmp_path: Pa
     dx, dy = digit_token_ids(tok)
     before = digit_check(model, held, dx, dy, set(label_token_ids(tok)))
     got = init_lookup_heads(model, tok, fit, held, label_columns=list(range(N_LABELS)))
-    assert got.pop("number_heads") is None  # 2 layers of 2 heads: no room for the number lines
+    # 2 layers of 2 heads: no room for the number lines and the label copy
+    assert got.pop("number_heads") is None and got.pop("label_copy") is None
+    assert isinstance(got.pop("label_accuracy"), float)
     assert got == digit_check(model, held, dx, dy, set(label_token_ids(tok)))
     assert got["answer_labels"] == before["answer_labels"] >= 32
     # held-out scenes, before any SFT step: the right digit ranks first among ten far above
@@ -197,3 +199,49 @@ def test_number_heads_and_the_readout_name_the_direction_letter_before_any_train
         assert res["letter_accuracy"] >= 0.6
     else:
         assert res["letter_accuracy"] < 0.45
+
+
+@pytest.mark.parametrize("copy_heads", [True, False])
+def test_the_label_copy_heads_write_the_questions_labels_in_order_before_any_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copy_heads: bool
+) -> None:
+    import torch
+
+    from sparkle_vlm.train import lookup
+    from sparkle_vlm.train.reproduce import _generate
+    from sparkle_vlm.train.tower import (
+        N_LABELS,
+        answer_records,
+        answer_sample,
+        label_token_ids,
+        lookup_samples,
+    )
+
+    data = tmp_path / "data"
+    _generate("basic-train", {"n": 300}, 0, data, 1)
+    model, processor, d = _model_with_exact_codes(
+        tmp_path, data, text_hidden=128, text_heads=4, text_layers=3, text_mlp=256
+    )
+    if not copy_heads:
+        monkeypatch.setattr(lookup, "_previous_label_head", lambda *_a, **_k: None)
+    gen = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(d["keys"]), generator=gen)
+    train, held = order[100:], order[:100]
+    fit, check = lookup_samples(processor, d["records"], d["keys"], d["targets"], train, held, 96, gen)
+    got = lookup.init_lookup_heads(
+        model, processor.tokenizer, fit, check, label_columns=list(range(N_LABELS))
+    )
+    assert (got["label_copy"] is not None) == copy_heads
+    # direction and localization answers name the question's labels in order: " N2 18, N1 85"
+    named = [r for r in d["records"] if r["task"] in ("direction", "localization")]
+    _fit, held_r = answer_records(named, d["keys"], train, held, 300, gen)
+    index = {k: i for i, k in enumerate(d["keys"])}
+    samples = [answer_sample(processor, index, d["targets"], r) for r in held_r]
+    comma = processor.tokenizer(",", add_special_tokens=False)["input_ids"][-1]
+    right = lookup.label_check(model, samples, label_token_ids(processor.tokenizer), comma)
+    print(got["label_accuracy"], right)
+    # held-out scenes, before any SFT step (chance 1 in 12 labels)
+    if copy_heads:
+        assert right is not None and right >= 0.85
+    else:
+        assert right is not None and right < 0.5

@@ -494,6 +494,13 @@ def _write_summary(out: Path, plan: DemoPlan, seconds: float) -> Path:
                 else ""
             )
             + (
+                "Two more copy the question's labels into the answer in order: before any SFT step the model "
+                f"named the right label at {100 * lookup['label_accuracy']:.1f}% of the places where a held-out "
+                "answer names one. "
+                if lookup.get("label_copy") and lookup.get("label_accuracy") is not None
+                else ""
+            )
+            + (
                 (
                     "Four more heads write the answer's cells as numbers. "
                     if lookup.get("number_heads")

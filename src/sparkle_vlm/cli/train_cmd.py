@@ -380,6 +380,8 @@ def tower(
             f"; lookup heads read the x / y digit of {100 * lookup['x_digit_accuracy']:.1f} / "
             f"{100 * lookup['y_digit_accuracy']:.1f} % of held-out answers before SFT"
         )
+    if lookup.get("label_copy") and lookup.get("label_accuracy") is not None:
+        heads += f"; the label copy names {100 * lookup['label_accuracy']:.1f} % of answer labels"
     readout = lookup.get("readout") or {}
     if readout.get("letter_accuracy") is not None:
         heads += f"; the letter readout names {100 * readout['letter_accuracy']:.1f} % of held-out letters"

@@ -5,7 +5,7 @@ of N2's cell, then its y digit. With the tower's code (``train/tower.py``) the i
 disc N2 holds its label and both digits, so each digit is one attention lookup away. Trained from
 random weights, the decoder found that lookup late or never within the CPU demo's budget, and
 whether it did was decided by rounding-level noise (docs/embedded-model.md, rounds seven and
-eight). This stage sets two heads so that the lookups exist before SFT starts; SFT then trains
+eight). This stage sets heads so that the lookups exist before SFT starts; SFT then trains
 every weight of the decoder as before, these heads included.
 
 1. **Label keys.** The code's label units are written as fresh random vectors instead of the
@@ -26,14 +26,21 @@ every weight of the decoder as before, these heads included.
    1 and one of layer 2 read the answer's newest and oldest x and y digits and write each as a
    number, (digit - 4.5) / 4.5 along a fixed direction of the residual stream, so that x2 - x1
    and y2 - y1 are linear reads.
-5. **Letter readout** (:func:`fit_letter_readout`, separate samples). The last layer's MLP
+5. **Label copy** (:func:`_previous_label_head`, layer 0 head 1, and :func:`_label_copy_head`,
+   layer 2 head 1; the same decoders). The answer names the question's labels in the order the
+   question first mentions them; SFT learned that copy late, and how well decided most of the
+   spread between draws (eleventh round). The first head marks every label and comma with the
+   label just before it; the second writes, where the answer starts, the question's label
+   that has no label before it and, at each comma, the label that follows the one just written.
+6. **Letter readout** (:func:`fit_letter_readout`, separate samples). The last layer's MLP
    output map gains a ridge-fitted term that writes a multiple-choice answer's letter at the
    ``{`` before it, from that MLP's own hidden units.
 
 Every map is a ridge regression from the model's own normalised layer inputs, captured on
 training samples, to targets computed from the scene records (the scene is the truth). The
 stage reports, on held-out images, how often the initialised model already ranks the right x and
-y digit first among the ten (before any SFT step).
+y digit first among the ten, and the right label first where the answer names one (before any
+SFT step).
 """
 
 from __future__ import annotations
@@ -64,6 +71,27 @@ NUMBER_GAIN = 1.0
 #: at the ``{`` before it, and is fitted to write ~0 at this many other positions per answer.
 READOUT_GAIN = 3.0
 READOUT_NEGATIVES = 20
+#: The label-copy heads. PREVIOUS_SCORE: the previous-label head's score for a label 1-9 positions
+#: back (0 for the token itself); PREVIOUS_BAND: its rotary pairs (radians per position), whose
+#: sines are positive over those positions. COPY_BIAS: the copy head's score for any label against
+#: the ~170 other tokens (which score 0); COPY_MATCH: for the label the question names right
+#: after the one the answer wrote last; COPY_FIRST: against a label that has a label before it,
+#: where the answer starts (its first label is the question's first).
+PREVIOUS_SCORE = 12.0
+PREVIOUS_BAND = (0.15, 0.6)
+PREVIOUS_WINDOW = 8
+COPY_BIAS = 12.0
+COPY_MATCH = 12.0
+COPY_FIRST = 12.0
+#: (layer, head, digit, kind) of the four number-line heads (:func:`_number_heads`), in layer order.
+NUMBER_PLAN = (
+    (1, 1, "newest", "x"),
+    (1, 2, "oldest", "x"),
+    (1, 3, "oldest", "y"),
+    (2, 0, "newest", "y+"),
+)
+#: (layer, head) of the label-copy head; it reads the mark the layer-0 head puts at commas.
+COPY_AT = (2, 1)
 #: Rotary frequencies (radians per position) of the number-line heads. RECENT: the newest-digit
 #: score falls monotonically over the ~10 positions of a rationale. NEAR: turns 1-3 radians over
 #: the ~100 positions back to the image, so no image token outscores an answer digit. BACK (negated)
@@ -154,6 +182,16 @@ def _weights(t: Any) -> Any:
     import torch
 
     return torch.where(t.abs().sum(-1) > 0, POSITIVE_WEIGHT, 1.0).to(t.dtype)
+
+
+def _pair_vector(dh: int, pairs: list[int], score: float, sign: float = 1.0) -> Any:
+    """A query (or key) on the first component of each rotary pair of ``pairs``: with the same
+    vector on the other side, q.k / sqrt(dh) = +-score at distance 0, falling as the pairs turn."""
+    import torch
+
+    v = torch.zeros(dh)
+    v[pairs] = sign * math.sqrt(score * math.sqrt(dh) / len(pairs))
+    return v
 
 
 def _set_head(attn: Any, head: int, dh: int, wq: Any, wk: Any, m: Any) -> None:
@@ -255,6 +293,9 @@ def init_lookup_heads(
     m = _ridge(xs, vs, _weights(vs)).T
     _set_head(lm.layers[0].self_attn, 0, dh, wq, wk, m)
 
+    # 2b. layer 0, head 1: at labels and commas, the label just before them (for the copy head)
+    comma = tokenizer(",", add_special_tokens=False)["input_ids"][-1]
+    marks = _previous_label_head(model, samples, layer_inputs, labels, comma, emb, gen)
     # 3. layer 1, head 0: x digit -> recent as query, any label token -> recent as key; the value
     # reads the y digit the lookup above wrote into the label's position
     rows_x, q_t, k_t, v_x, v_t = [], [], [], [], []
@@ -282,10 +323,18 @@ def init_lookup_heads(
         _ridge(vx, vt, _weights(vt)).T,
     )
     # 4. number lines, after 3: their layer-2 head keys the y digit copies that 3 writes
+    # 4 and 5: the number lines and the label copy, in layer order (each is fitted on the inputs
+    # of its layer, which the heads of earlier layers change)
+    copy = None
+    if marks is not None and COPY_AT[0] == 1:
+        copy = _label_copy_head(model, samples, layer_inputs, labels, comma, emb, u, slow, image_id)
     number = _number_heads(model, samples, layer_inputs, dx_ids, dy_ids, labels, emb, gen, image_id)
+    if marks is not None and COPY_AT[0] != 1:
+        copy = _label_copy_head(model, samples, layer_inputs, labels, comma, emb, u, slow, image_id)
     check = digit_check(model, held, dx_ids, dy_ids, label_set)
-    log(f"lookup heads set: x / y digit right at init on held-out answers {check}")
-    return {**check, "number_heads": number}
+    labels_right = label_check(model, held, labels, comma)
+    log(f"lookup heads set: at init on held-out answers {check}, answer labels right {labels_right}")
+    return {**check, "label_accuracy": labels_right, "number_heads": number, "label_copy": copy}
 
 
 def _number_heads(
@@ -332,10 +381,7 @@ def _number_heads(
     band = pairs_in(RECENT_BAND) or sorted(range(half), key=lambda i: abs(float(inv_freq[i]) - 0.2))[:3]
 
     def pair_vector(pairs: list[int], score: float, sign: float = 1.0) -> Any:
-        # a on the first component of each pair: q.k / sqrt(dh) = +-score at distance 0
-        v = torch.zeros(dh)
-        v[pairs] = sign * math.sqrt(score * math.sqrt(dh) / len(pairs))
-        return v
+        return _pair_vector(dh, pairs, score, sign)
 
     # recent: the band's score falls over the few positions of a rationale; the near pairs turn
     # 1-3 radians over the ~100 positions between answer and image, so a digit of the answer
@@ -363,11 +409,10 @@ def _number_heads(
     # came out ``N1``); in layer 2 an x digit also holds a copy of its y digit (the previous-label
     # head of layer 1 put it there), so the recent-y head keys both and reads the y digit's number
     # from either: the y digit itself, or the one the x digit before it holds.
+    pick = {"newest": (recent, recent), "oldest": (oldest_q, oldest_k)}
     plan = [
-        (1, 1, recent, recent, lines[0], "x"),
-        (1, 2, oldest_q, oldest_k, lines[1], "x"),
-        (1, 3, oldest_q, oldest_k, lines[2], "y"),
-        (2, 0, recent, recent, lines[3], "y+"),
+        (layer, head, *pick[which], lines[i], kind)
+        for i, (layer, head, which, kind) in enumerate(NUMBER_PLAN)
     ]
     inputs: dict[int, list[Any]] = {}
     for layer, head, qv, kv, line, kind in plan:
@@ -401,6 +446,155 @@ def _number_heads(
             _ridge(xs, vs, _weights(vs)).T,
         )
     return {"layer_head": [[layer, head] for layer, head, *_ in plan]}
+
+
+def _previous_label_head(
+    model: Any,
+    samples: list[dict[str, Any]],
+    layer_inputs: Any,
+    label_ids: list[int],
+    comma: int,
+    emb: Any,
+    gen: Any,
+) -> Any | None:
+    """Layer 0, head 1: at every label and every comma, the label a few positions before it.
+
+    In a rationale (`` N2 18, N1 85``) the comma follows the cells of the label the answer just
+    named; in a question (``from N2 to N1``) a label follows the one named before it. The head
+    writes that earlier label's mark (one fixed random residual direction per label, orthogonal
+    to the digit and label embeddings), from which the copy head (:func:`_label_copy_head`)
+    finds the label that comes next. Query on the first, key on the second component of the
+    pairs of PREVIOUS_BAND: the score is a sum of sines, 0 for the token itself and positive for
+    a label 1-9 positions back. Returns the marks (N_LABELS, d), or None for a decoder with
+    fewer than 3 layers or 4 heads.
+    """
+    import torch
+
+    lm = model.model.language_model
+    cfg = lm.config
+    d, heads = cfg.hidden_size, cfg.num_attention_heads
+    dh = getattr(cfg, "head_dim", None) or d // heads
+    if heads < 4 or len(lm.layers) < 3:
+        return None
+    half = dh // 2
+    inv_freq = lm.rotary_emb.inv_freq.detach().float().cpu()[:half]
+    band = [i for i in range(half) if PREVIOUS_BAND[0] <= float(inv_freq[i]) <= PREVIOUS_BAND[1]]
+    band = band or sorted(range(half), key=lambda i: abs(float(inv_freq[i]) - 0.3))[:2]
+    qv = _pair_vector(dh, band, PREVIOUS_SCORE)
+    kv = torch.zeros(dh)
+    kv[[i + half for i in band]] = qv[band]
+    span = torch.linalg.qr(emb[label_ids].T)[0]
+    raw = torch.randn(len(label_ids), d, generator=gen)
+    raw = raw - (raw @ span) @ span.T
+    marks = torch.nn.functional.normalize(raw, dim=1) * emb.norm(dim=1).mean() * COPY_GAIN
+    label_set = set(label_ids)
+    rows_x, q_t, k_t, v_t = [], [], [], []
+    for s, x in zip(samples, layer_inputs(0), strict=True):
+        for p, t in enumerate(s["input_ids"][0].tolist()):
+            rows_x.append(x[p])
+            q_t.append(qv if t == comma or t in label_set else torch.zeros(dh))
+            k_t.append(kv if t in label_set else torch.zeros(dh))
+            v_t.append(marks[label_ids.index(t)] if t in label_set else torch.zeros(d))
+    xs, qs, ks, vs = (torch.stack(r) for r in (rows_x, q_t, k_t, v_t))
+    _set_head(
+        lm.layers[0].self_attn,
+        1,
+        dh,
+        _ridge(xs, qs, _weights(qs)).T,
+        _ridge(xs, ks, _weights(ks)).T,
+        _ridge(xs, vs, _weights(vs)).T,
+    )
+    return marks
+
+
+def _label_copy_head(
+    model: Any,
+    samples: list[dict[str, Any]],
+    layer_inputs: Any,
+    label_ids: list[int],
+    comma: int,
+    emb: Any,
+    u: Any,
+    slow: list[int],
+    image_id: int,
+) -> dict[str, Any]:
+    """Write the label the answer names next, copied from the question (head COPY_AT).
+
+    A rationale names the question's labels in the order the question first mentions them (all
+    practice and Sparkle-Instruct records). SFT learned that copy late, and how well it had by
+    step 800 made most of the draw-to-draw spread of direction accuracy (second answer label
+    right 64-87 %, tenth round). Keys: every label token, as ``lab`` (a direction of the slow
+    rotary pairs orthogonal to the label identities ``u``) plus the identity of the label just
+    before it, which :func:`_previous_label_head` marked. Queries: where the answer starts,
+    ``lab`` minus every identity (the question's first label has no label before it); at an
+    answer's comma, ``lab`` plus the identity of the label the answer wrote last (the mark at
+    the comma), so the question's next label wins. The value copies the label's embedding.
+    Scores do not depend on positions: the slow pairs barely turn over a prompt.
+    """
+    import torch
+
+    lm = model.model.language_model
+    cfg = lm.config
+    d, heads = cfg.hidden_size, cfg.num_attention_heads
+    dh = getattr(cfg, "head_dim", None) or d // heads
+    # with g^2 = sqrt(dh), (a g v) . (g w) / sqrt(dh) = a (v . w): scores in plain units
+    g = dh**0.25
+    gen = torch.Generator().manual_seed(len(label_ids))
+    lab = torch.zeros(dh)
+    lab[slow] = torch.randn(len(slow), generator=gen)
+    lab = lab - (u @ lab) @ u / (u * u).sum(1, keepdim=True).clamp(min=1e-9).mean()
+    lab = torch.nn.functional.normalize(lab, dim=0) * g
+    ident = u * g
+    first_q = lab * COPY_BIAS - ident.sum(0) * COPY_FIRST
+    label_set = set(label_ids)
+    layer, head = COPY_AT
+    rows_x, q_t, k_t, v_t, k_w = [], [], [], [], []
+    for s, x in zip(samples, layer_inputs(layer), strict=True):
+        ids, start = s["input_ids"][0].tolist(), s["answer_start"]
+        for p, t in enumerate(ids):
+            q, k = torch.zeros(dh), torch.zeros(dh)
+            nxt = ids[p + 1] if p + 1 < len(ids) else None
+            if p == start - 1 and nxt in label_set:
+                q = first_q
+            elif p >= start and t == comma and nxt in label_set:
+                last = next((ids[r] for r in range(p - 1, start - 1, -1) if ids[r] in label_set), None)
+                q = lab * COPY_BIAS
+                if last is not None:
+                    q = q + ident[label_ids.index(last)] * COPY_MATCH
+            if t in label_set:
+                k = lab.clone()
+                before = [ids[r] for r in range(max(0, p - PREVIOUS_WINDOW), p) if ids[r] in label_set]
+                if before:
+                    k = k + ident[label_ids.index(before[-1])]
+            rows_x.append(x[p])
+            q_t.append(q)
+            k_t.append(k)
+            v_t.append(COPY_GAIN * emb[t] if t in label_set else torch.zeros(d))
+            k_w.append(POSITIVE_WEIGHT if t in label_set else DECOY_WEIGHT if t == image_id else 1.0)
+    xs, qs, ks, vs = (torch.stack(r) for r in (rows_x, q_t, k_t, v_t))
+    _set_head(
+        lm.layers[layer].self_attn,
+        head,
+        dh,
+        _ridge(xs, qs, _weights(qs)).T,
+        _ridge(xs, ks, torch.tensor(k_w)).T,
+        _ridge(xs, vs, _weights(vs)).T,
+    )
+    return {"layer_head": [[0, 1], [layer, head]]}
+
+
+def label_check(model: Any, held: list[dict[str, Any]], label_ids: list[int], comma: int) -> float | None:
+    """How often the model ranks the right label first (among N1..N12) where an answer names
+    its next label: at the answer's first position and at its commas."""
+    label_set = set(label_ids)
+    hits = n = 0
+    for s, _x, logits in forward_batches(model, held, logits=True):
+        ids, start = s["input_ids"][0].tolist(), s["answer_start"]
+        for p in range(start - 1, len(ids) - 1):
+            if ids[p + 1] in label_set and (p == start - 1 or ids[p] == comma):
+                n += 1
+                hits += int(label_ids[int(logits[p, label_ids].argmax())] == ids[p + 1])
+    return round(hits / n, 4) if n else None
 
 
 def digit_check(

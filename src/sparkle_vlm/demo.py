@@ -53,7 +53,8 @@ class DemoPlan:
     # with the tower stage's lookup heads the cells are read from the first step (ninth round:
     # practice alone, 800 steps 45.5 / 80.0 % direction / localization, 2,500 steps 61.5 / 97.5);
     # with its number lines and letter readout, 800 steps gave 83.5 / 97.0 in one draw of the
-    # fits and 60.0 / 85.5, 47.5 / 80.0 in two others (tenth round): fewer steps, no worse
+    # fits and 60.0 / 85.5, 47.5 / 80.0 in two others (tenth round); with the label copy too,
+    # 73.0 / 97.5 and 72.5 / 95.5 in two draws (eleventh round)
     practice_steps: int = 800
     practice_lr: float = 1e-3
     steps: int = 800  # SFT steps on Sparkle-Instruct + practice

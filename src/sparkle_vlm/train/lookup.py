@@ -76,7 +76,8 @@ READOUT_NEGATIVES = 20
 #: sines are positive over those positions. COPY_BIAS: the copy head's score for any label against
 #: the ~170 other tokens (which score 0); COPY_MATCH: for the label the question names right
 #: after the one the answer wrote last; COPY_FIRST: against a label that has a label before it,
-#: where the answer starts (its first label is the question's first).
+#: where the answer starts (its first label is the question's first). PREVIOUS_WINDOW: how far
+#: back (positions) a label's key target looks for the label before it.
 PREVIOUS_SCORE = 12.0
 PREVIOUS_BAND = (0.15, 0.6)
 PREVIOUS_WINDOW = 8
@@ -90,7 +91,8 @@ NUMBER_PLAN = (
     (1, 3, "oldest", "y"),
     (2, 0, "newest", "y+"),
 )
-#: (layer, head) of the label-copy head; it reads the mark the layer-0 head puts at commas.
+#: (layer, head) of the label-copy head; it reads the mark the layer-0 head puts at commas. In
+#: layer 1 it is fitted before the number lines and must not share a head with NUMBER_PLAN.
 COPY_AT = (2, 1)
 #: Rotary frequencies (radians per position) of the number-line heads. RECENT: the newest-digit
 #: score falls monotonically over the ~10 positions of a rationale. NEAR: turns 1-3 radians over
@@ -539,6 +541,8 @@ def _label_copy_head(
     dh = getattr(cfg, "head_dim", None) or d // heads
     # with g^2 = sqrt(dh), (a g v) . (g w) / sqrt(dh) = a (v . w): scores in plain units
     g = dh**0.25
+    # any direction of the slow pairs orthogonal to the identities serves as "label"; a fixed one
+    # (its own generator) keeps it independent of the other fits' draws
     gen = torch.Generator().manual_seed(len(label_ids))
     lab = torch.zeros(dh)
     lab[slow] = torch.randn(len(slow), generator=gen)

@@ -160,24 +160,26 @@ def test_the_tower_stage_fits_the_heads_and_records_their_check(
     assert torch.allclose(a[:, :12].norm(dim=0), b[:, :12].norm(dim=0), rtol=1e-5)
 
 
-@pytest.mark.parametrize("number_heads", [True, False])
-def test_number_heads_and_the_readout_name_the_direction_letter_before_any_training(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, number_heads: bool
-) -> None:
+def _small_decoder_with_heads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, images: int, skip: str | None
+) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+    """The small model's decoder (3 layers of 4 heads of 32 dims) with exact codes, on ``images``
+    practice images, and its lookup stage fitted on 96 answers (``skip``: a fit of lookup.py
+    replaced by a no-op). Returns model, processor, the data dict (with ``train`` / ``held``
+    image rows and the generator ``gen``, drawn on from there) and the stage's record."""
     import torch
 
     from sparkle_vlm.train import lookup
     from sparkle_vlm.train.reproduce import _generate
-    from sparkle_vlm.train.tower import N_LABELS, answer_records, answer_sample, lookup_samples
+    from sparkle_vlm.train.tower import N_LABELS, lookup_samples
 
     data = tmp_path / "data"
-    _generate("basic-train", {"n": 400}, 0, data, 1)
-    # the small model's decoder: 3 layers of 4 heads of 32 dims
+    _generate("basic-train", {"n": images}, 0, data, 1)
     model, processor, d = _model_with_exact_codes(
         tmp_path, data, text_hidden=128, text_heads=4, text_layers=3, text_mlp=256
     )
-    if not number_heads:
-        monkeypatch.setattr(lookup, "_number_heads", lambda *_a, **_k: None)
+    if skip is not None:
+        monkeypatch.setattr(lookup, skip, lambda *_a, **_k: None)
     gen = torch.Generator().manual_seed(0)
     order = torch.randperm(len(d["keys"]), generator=gen)
     train, held = order[100:], order[:100]
@@ -185,6 +187,20 @@ def test_number_heads_and_the_readout_name_the_direction_letter_before_any_train
     got = lookup.init_lookup_heads(
         model, processor.tokenizer, fit, check, label_columns=list(range(N_LABELS))
     )
+    return model, processor, {**d, "train": train, "held": held, "gen": gen}, got
+
+
+@pytest.mark.parametrize("number_heads", [True, False])
+def test_number_heads_and_the_readout_name_the_direction_letter_before_any_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, number_heads: bool
+) -> None:
+    from sparkle_vlm.train import lookup
+    from sparkle_vlm.train.tower import answer_records, answer_sample
+
+    model, processor, d, got = _small_decoder_with_heads(
+        tmp_path, monkeypatch, 400, skip=None if number_heads else "_number_heads"
+    )
+    train, held, gen = d["train"], d["held"], d["gen"]
     assert (got["number_heads"] is not None) == number_heads
     direction = [r for r in d["records"] if r["task"] == "direction"]
     fit_r, check_r = answer_records(direction, d["keys"], train, held, 300, gen, mcq=True)
@@ -205,32 +221,13 @@ def test_number_heads_and_the_readout_name_the_direction_letter_before_any_train
 def test_the_label_copy_heads_write_the_questions_labels_in_order_before_any_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copy_heads: bool
 ) -> None:
-    import torch
-
     from sparkle_vlm.train import lookup
-    from sparkle_vlm.train.reproduce import _generate
-    from sparkle_vlm.train.tower import (
-        N_LABELS,
-        answer_records,
-        answer_sample,
-        label_token_ids,
-        lookup_samples,
-    )
+    from sparkle_vlm.train.tower import answer_records, answer_sample, label_token_ids
 
-    data = tmp_path / "data"
-    _generate("basic-train", {"n": 300}, 0, data, 1)
-    model, processor, d = _model_with_exact_codes(
-        tmp_path, data, text_hidden=128, text_heads=4, text_layers=3, text_mlp=256
+    model, processor, d, got = _small_decoder_with_heads(
+        tmp_path, monkeypatch, 300, skip=None if copy_heads else "_previous_label_head"
     )
-    if not copy_heads:
-        monkeypatch.setattr(lookup, "_previous_label_head", lambda *_a, **_k: None)
-    gen = torch.Generator().manual_seed(0)
-    order = torch.randperm(len(d["keys"]), generator=gen)
-    train, held = order[100:], order[:100]
-    fit, check = lookup_samples(processor, d["records"], d["keys"], d["targets"], train, held, 96, gen)
-    got = lookup.init_lookup_heads(
-        model, processor.tokenizer, fit, check, label_columns=list(range(N_LABELS))
-    )
+    train, held, gen = d["train"], d["held"], d["gen"]
     assert (got["label_copy"] is not None) == copy_heads
     # direction and localization answers name the question's labels in order: " N2 18, N1 85"
     named = [r for r in d["records"] if r["task"] in ("direction", "localization")]

@@ -213,6 +213,52 @@ def _set_head(attn: Any, head: int, dh: int, wq: Any, wk: Any, m: Any) -> None:
                 proj.bias[rows] = 0.0
 
 
+def _decoder_dims(model: Any) -> tuple[Any, int, int, int]:
+    """The language model of a VLM and its hidden size, head count and head dimension."""
+    lm = model.model.language_model
+    cfg = lm.config
+    d, heads = cfg.hidden_size, cfg.num_attention_heads
+    return lm, d, heads, getattr(cfg, "head_dim", None) or d // heads
+
+
+def _fit_head(
+    attn: Any,
+    head: int,
+    dh: int,
+    xs: Any,
+    qs: Any,
+    ks: Any,
+    vs: Any,
+    *,
+    key_weights: Any | None = None,
+    value_xs: Any | None = None,
+) -> None:
+    """Fit one head by ridge regressions and write it (:func:`_set_head`): queries ``qs`` and keys
+    ``ks`` from the layer inputs ``xs``, the value-output map from ``value_xs`` (default ``xs``)
+    to ``vs``. Rows with a target weigh POSITIVE_WEIGHT; the keys take ``key_weights`` instead
+    where given (decoys)."""
+    _set_head(
+        attn,
+        head,
+        dh,
+        _ridge(xs, qs, _weights(qs)).T,
+        _ridge(xs, ks, _weights(ks) if key_weights is None else key_weights).T,
+        _ridge(xs if value_xs is None else value_xs, vs, _weights(vs)).T,
+    )
+
+
+def _fresh_directions(emb: Any, avoid: list[int], n: int, gen: Any) -> Any:
+    """``n`` random unit vectors of the residual stream orthogonal to the embeddings of the
+    tokens ``avoid``, so that reading those tokens (and the tied output head's logits for them)
+    sees none of them."""
+    import torch
+
+    span = torch.linalg.qr(emb[avoid].T)[0]
+    raw = torch.randn(n, emb.shape[1], generator=gen)
+    raw = raw - (raw @ span) @ span.T
+    return torch.nn.functional.normalize(raw, dim=1)
+
+
 def init_lookup_heads(
     model: Any,
     tokenizer: Any,
@@ -234,10 +280,7 @@ def init_lookup_heads(
     import torch
 
     image_id = model.config.image_token_id
-    lm = model.model.language_model
-    cfg = lm.config
-    d, heads = cfg.hidden_size, cfg.num_attention_heads
-    dh = getattr(cfg, "head_dim", None) or d // heads
+    lm, d, heads, dh = _decoder_dims(model)
     if len(lm.layers) < 2 or dh < 4:
         raise SparkleError("--model: lookup heads need a decoder of 2 layers or more with heads of 4+ dims")
     labels = label_token_ids(tokenizer)
@@ -290,10 +333,7 @@ def init_lookup_heads(
             k_t.append(k)
             v_t.append(v)
     xs, qs, ks, vs = (torch.stack(r) for r in (rows_x, q_t, k_t, v_t))
-    wq = _ridge(xs, qs, _weights(qs)).T
-    wk = _ridge(xs, ks, _weights(ks)).T
-    m = _ridge(xs, vs, _weights(vs)).T
-    _set_head(lm.layers[0].self_attn, 0, dh, wq, wk, m)
+    _fit_head(lm.layers[0].self_attn, 0, dh, xs, qs, ks, vs)
 
     # 2b. layer 0, head 1: at labels and commas, the label just before them (for the copy head)
     comma = tokenizer(",", add_special_tokens=False)["input_ids"][-1]
@@ -316,14 +356,7 @@ def init_lookup_heads(
                 v_t.append(torch.zeros(d))
     xs, qs, ks = (torch.stack(r) for r in (rows_x, q_t, k_t))
     vx, vt = torch.stack(v_x), torch.stack(v_t)
-    _set_head(
-        lm.layers[1].self_attn,
-        0,
-        dh,
-        _ridge(xs, qs, _weights(qs)).T,
-        _ridge(xs, ks, _weights(ks)).T,
-        _ridge(vx, vt, _weights(vt)).T,
-    )
+    _fit_head(lm.layers[1].self_attn, 0, dh, xs, qs, ks, vt, value_xs=vx)
     # 4. number lines, after 3: their layer-2 head keys the y digit copies that 3 writes
     # 4 and 5: the number lines and the label copy, in layer order (each is fitted on the inputs
     # of its layer, which the heads of earlier layers change)
@@ -365,10 +398,7 @@ def _number_heads(
     """
     import torch
 
-    lm = model.model.language_model
-    cfg = lm.config
-    d, heads = cfg.hidden_size, cfg.num_attention_heads
-    dh = getattr(cfg, "head_dim", None) or d // heads
+    lm, d, heads, dh = _decoder_dims(model)
     if heads < 4 or len(lm.layers) < 3:
         return None
     half = dh // 2
@@ -399,10 +429,7 @@ def _number_heads(
     unit = emb.norm(dim=1).mean() * NUMBER_GAIN
     # the lines are kept orthogonal to the digit and label embeddings, so reading the digits the
     # lookup heads copy (and the tied output head's digit logits) sees none of them
-    span = torch.linalg.qr(emb[[*dx_ids, *dy_ids, *label_ids]].T)[0]
-    raw = torch.randn(4, d, generator=gen)
-    raw = raw - (raw @ span) @ span.T
-    lines = torch.nn.functional.normalize(raw, dim=1) * unit
+    lines = _fresh_directions(emb, [*dx_ids, *dy_ids, *label_ids], 4, gen) * unit
     x_num = {t: (i - 4.5) / 4.5 for i, t in enumerate(dx_ids)}
     y_num = {t: (i - 4.5) / 4.5 for i, t in enumerate(dy_ids)}
     # (layer, head, query, key, line, kind): the digits' kind ("x" or "y") and the line the head
@@ -439,14 +466,7 @@ def _number_heads(
                 decoy = t == image_id or t in label_set
                 k_w.append(POSITIVE_WEIGHT if keyed else DECOY_WEIGHT if decoy else 1.0)
         xs, qs, ks, vs = (torch.stack(r) for r in (rows_x, q_t, k_t, v_t))
-        _set_head(
-            lm.layers[layer].self_attn,
-            head,
-            dh,
-            _ridge(xs, qs, _weights(qs)).T,
-            _ridge(xs, ks, torch.tensor(k_w)).T,
-            _ridge(xs, vs, _weights(vs)).T,
-        )
+        _fit_head(lm.layers[layer].self_attn, head, dh, xs, qs, ks, vs, key_weights=torch.tensor(k_w))
     return {"layer_head": [[layer, head] for layer, head, *_ in plan]}
 
 
@@ -472,10 +492,7 @@ def _previous_label_head(
     """
     import torch
 
-    lm = model.model.language_model
-    cfg = lm.config
-    d, heads = cfg.hidden_size, cfg.num_attention_heads
-    dh = getattr(cfg, "head_dim", None) or d // heads
+    lm, d, heads, dh = _decoder_dims(model)
     if heads < 4 or len(lm.layers) < 3:
         return None
     half = dh // 2
@@ -485,10 +502,7 @@ def _previous_label_head(
     qv = _pair_vector(dh, band, PREVIOUS_SCORE)
     kv = torch.zeros(dh)
     kv[[i + half for i in band]] = qv[band]
-    span = torch.linalg.qr(emb[label_ids].T)[0]
-    raw = torch.randn(len(label_ids), d, generator=gen)
-    raw = raw - (raw @ span) @ span.T
-    marks = torch.nn.functional.normalize(raw, dim=1) * emb.norm(dim=1).mean() * COPY_GAIN
+    marks = _fresh_directions(emb, label_ids, len(label_ids), gen) * emb.norm(dim=1).mean() * COPY_GAIN
     label_set = set(label_ids)
     rows_x, q_t, k_t, v_t = [], [], [], []
     for s, x in zip(samples, layer_inputs(0), strict=True):
@@ -498,14 +512,7 @@ def _previous_label_head(
             k_t.append(kv if t in label_set else torch.zeros(dh))
             v_t.append(marks[label_ids.index(t)] if t in label_set else torch.zeros(d))
     xs, qs, ks, vs = (torch.stack(r) for r in (rows_x, q_t, k_t, v_t))
-    _set_head(
-        lm.layers[0].self_attn,
-        1,
-        dh,
-        _ridge(xs, qs, _weights(qs)).T,
-        _ridge(xs, ks, _weights(ks)).T,
-        _ridge(xs, vs, _weights(vs)).T,
-    )
+    _fit_head(lm.layers[0].self_attn, 1, dh, xs, qs, ks, vs)
     return marks
 
 
@@ -535,10 +542,7 @@ def _label_copy_head(
     """
     import torch
 
-    lm = model.model.language_model
-    cfg = lm.config
-    d, heads = cfg.hidden_size, cfg.num_attention_heads
-    dh = getattr(cfg, "head_dim", None) or d // heads
+    lm, d, heads, dh = _decoder_dims(model)
     # with g^2 = sqrt(dh), (a g v) . (g w) / sqrt(dh) = a (v . w): scores in plain units
     g = dh**0.25
     # any direction of the slow pairs orthogonal to the identities serves as "label"; a fixed one
@@ -576,14 +580,7 @@ def _label_copy_head(
             v_t.append(COPY_GAIN * emb[t] if t in label_set else torch.zeros(d))
             k_w.append(POSITIVE_WEIGHT if t in label_set else DECOY_WEIGHT if t == image_id else 1.0)
     xs, qs, ks, vs = (torch.stack(r) for r in (rows_x, q_t, k_t, v_t))
-    _set_head(
-        lm.layers[layer].self_attn,
-        head,
-        dh,
-        _ridge(xs, qs, _weights(qs)).T,
-        _ridge(xs, ks, torch.tensor(k_w)).T,
-        _ridge(xs, vs, _weights(vs)).T,
-    )
+    _fit_head(lm.layers[layer].self_attn, head, dh, xs, qs, ks, vs, key_weights=torch.tensor(k_w))
     return {"layer_head": [[0, 1], [layer, head]]}
 
 

@@ -22,8 +22,8 @@ every weight of the decoder as before, these heads included.
    to the label one position back; value and output copy that position's y digit.
 4. **Number lines** (:func:`_number_heads`, decoders of 3+ layers with 4+ heads). A direction's
    letter compares the two cells (one difference near 0 is a straight direction), which from
-   four random digit embeddings is a table SFT did not learn (tenth round). Three heads of layer
-   1 and one of layer 2 read the answer's newest and oldest x and y digits and write each as a
+   four random digit embeddings is a table SFT did not learn (tenth round). One head of layer 0
+   and three of layer 1 read the answer's newest and oldest x and y digits and write each as a
    number, (digit - 4.5) / 4.5 along a fixed direction of the residual stream, so that x2 - x1
    and y2 - y1 are linear reads.
 5. **Label copy** (:func:`_previous_label_head`, layer 0 head 1, and :func:`_label_copy_head`,
@@ -85,11 +85,15 @@ COPY_BIAS = 12.0
 COPY_MATCH = 12.0
 COPY_FIRST = 12.0
 #: (layer, head, digit, kind) of the four number-line heads (:func:`_number_heads`), in layer order.
+#: The newest y digit is read in layer 0, where a digit token holds its own embedding alone: in
+#: layer 2 (until round twelve) an x digit also held the copy of its y digit that the layer-1
+#: lookup head writes, and the line read from either was ~1.5 cells off (probe RMSE at the ``{``
+#: of direction answers: y2 1.49 -> 0.23 cells, y2 - y1 1.51 -> 0.43; twelfth round).
 NUMBER_PLAN = (
+    (0, 2, "newest", "y"),
     (1, 1, "newest", "x"),
     (1, 2, "oldest", "x"),
     (1, 3, "oldest", "y"),
-    (2, 0, "newest", "y+"),
 )
 #: (layer, head) of the label-copy head; it reads the mark the layer-0 head puts at commas. In
 #: layer 1 it is fitted before the number lines and must not share a head with NUMBER_PLAN.
@@ -357,7 +361,6 @@ def init_lookup_heads(
     xs, qs, ks = (torch.stack(r) for r in (rows_x, q_t, k_t))
     vx, vt = torch.stack(v_x), torch.stack(v_t)
     _fit_head(lm.layers[1].self_attn, 0, dh, xs, qs, ks, vt, value_xs=vx)
-    # 4. number lines, after 3: their layer-2 head keys the y digit copies that 3 writes
     # 4 and 5: the number lines and the label copy, in layer order (each is fitted on the inputs
     # of its layer, which the heads of earlier layers change)
     copy = None
@@ -388,8 +391,8 @@ def _number_heads(
     A direction's letter compares the two cells: x2 - x1 and y2 - y1, one of them near 0 for a
     straight direction. From four random digit embeddings that comparison is a table the
     decoder did not learn (ninth round: 1 of 48 straight directions); as numbers it is linear.
-    Layer 1, heads 1-3, read the answer's newest x digit, its oldest x digit and its oldest y
-    digit; layer 2, head 0, the newest y digit. Each writes (digit - 4.5) / 4.5 times its own
+    NUMBER_PLAN places them: layer 0, head 2, reads the answer's newest y digit; layer 1, heads
+    1-3, its newest x digit, its oldest x digit and its oldest y digit. Each writes (digit - 4.5) / 4.5 times its own
     line. Queries are the answer's tokens, keys the digit tokens; the rotary pairs of
     RECENT_BAND make the score fall with distance within a rationale (negated: rise, for the
     oldest digit), those of NEAR_BAND / OLDER_BAND keep prompt and image tokens below the
@@ -433,11 +436,9 @@ def _number_heads(
     x_num = {t: (i - 4.5) / 4.5 for i, t in enumerate(dx_ids)}
     y_num = {t: (i - 4.5) / 4.5 for i, t in enumerate(dy_ids)}
     # (layer, head, query, key, line, kind): the digits' kind ("x" or "y") and the line the head
-    # writes their number on. Layer 1 reads the recent x, the oldest x and the oldest y digit.
-    # Heads in layer 0 kept SFT from learning to copy the question's labels (every answer label
-    # came out ``N1``); in layer 2 an x digit also holds a copy of its y digit (the previous-label
-    # head of layer 1 put it there), so the recent-y head keys both and reads the y digit's number
-    # from either: the y digit itself, or the one the x digit before it holds.
+    # writes their number on. Before the label copy was fitted (round eleven), heads in layer 0
+    # kept SFT from learning that copy (every answer label came out ``N1``, tenth round); with
+    # the copy fitted, layer 0 takes the newest-y head (round twelve).
     pick = {"newest": (recent, recent), "oldest": (oldest_q, oldest_k)}
     plan = [
         (layer, head, *pick[which], lines[i], kind)
@@ -446,7 +447,7 @@ def _number_heads(
     inputs: dict[int, list[Any]] = {}
     for layer, head, qv, kv, line, kind in plan:
         # a head changes its layer's output, not its input: one capture per layer (plan is in
-        # layer order, so layer 2's is taken after layer 1's heads are set)
+        # layer order, so layer 1's is taken after layer 0's head is set)
         if layer not in inputs:
             inputs[layer] = layer_inputs(layer)
         rows_x, q_t, k_t, v_t, k_w = [], [], [], [], []
@@ -454,8 +455,6 @@ def _number_heads(
             ids, start = s["input_ids"][0].tolist(), s["answer_start"]
             for p, t in enumerate(ids):
                 number = x_num.get(t) if kind == "x" else y_num.get(t)
-                if kind == "y+" and t in x_num and p + 1 < len(ids):
-                    number = y_num.get(ids[p + 1])
                 keyed = number is not None
                 rows_x.append(x[p])
                 q_t.append(qv if p >= start else torch.zeros(dh))

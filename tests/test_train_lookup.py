@@ -241,7 +241,9 @@ def test_the_number_lines_give_both_cell_differences_to_a_fraction_of_a_cell(
     def probe_rows(records: list[dict[str, Any]]) -> tuple[Any, Any]:
         samples = [answer_sample(processor, index, d["targets"], r) for r in records]
         rows, steps = [], []
-        for r, (s, h, _l) in zip(records, lookup.forward_batches(model, samples, lm.norm, pre=True), strict=True):
+        for r, (s, h, _l) in zip(
+            records, lookup.forward_batches(model, samples, lm.norm, pre=True), strict=True
+        ):
             p = lookup._letter_position(s["input_ids"][0].tolist(), s["answer_start"], brace, letters)
             nodes = {n["label"]: n for n in r["scene"]["nodes"]}
             a, b = (cell_digits(nodes[r["query"][k]]["x"], nodes[r["query"][k]]["y"]) for k in ("from", "to"))

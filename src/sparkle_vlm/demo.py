@@ -54,7 +54,8 @@ class DemoPlan:
     # practice alone, 800 steps 45.5 / 80.0 % direction / localization, 2,500 steps 61.5 / 97.5);
     # with its number lines and letter readout, 800 steps gave 83.5 / 97.0 in one draw of the
     # fits and 60.0 / 85.5, 47.5 / 80.0 in two others (tenth round); with the label copy too,
-    # 73.0 / 97.5 and 72.5 / 95.5 in two draws (eleventh round)
+    # 73.0 / 97.5 and 72.5 / 95.5 in two draws (eleventh round); with the newest-y number line in
+    # layer 0, 85.0 / 96.5 and 81.5 / 96.0 (twelfth round)
     practice_steps: int = 800
     practice_lr: float = 1e-3
     steps: int = 800  # SFT steps on Sparkle-Instruct + practice
@@ -79,15 +80,17 @@ class DemoPlan:
     def stage_seconds(self) -> dict[str, float]:
         """A rough 2-core CPU estimate of each stage, in the order the demo runs them.
 
-        Measured on 2 cores with 1 torch thread and a data-loading process: ~0.16 s per Sparkle
-        step (rationale answers, no descriptions), ~0.3 s per composite step, ~0.05 s per tower
-        step (2 threads), ~25 s to load the tower's images and fit the lookup heads, ~0.01 s per
-        answer of the letter readout and ~0.015 s per evaluation question. Hosts differ by 2-3x:
-        the demo rescales what is left by what the finished stages took (:func:`run_demo`).
+        Measured on the project's 2-core machine with 1 torch thread and a data-loading process
+        (a quiet run of the full plan, twelfth round): ~0.36 s per Sparkle step (rationale answers,
+        no descriptions), ~0.7 s per composite step, ~0.13 s per tower step (2 threads), ~25 s to
+        load the tower's images and fit the lookup heads, ~0.015 s per answer of the letter
+        readout and ~0.022 s per evaluation question. Hosts differ by 2-3x (round eight's machine
+        ran a step in 0.16 s): the demo rescales what is left by what the finished stages took
+        (:func:`run_demo`).
         """
-        per_step = {"tiny": 0.03, "small": 0.16, "base": 2.5}.get(self.size, 0.3)
-        per_tower = {"tiny": 0.01, "small": 0.05, "base": 0.6}.get(self.size, 0.1)
-        per_eval = {"tiny": 0.005, "small": 0.015, "base": 0.1}.get(self.size, 0.05)
+        per_step = {"tiny": 0.03, "small": 0.36, "base": 2.5}.get(self.size, 0.3)
+        per_tower = {"tiny": 0.01, "small": 0.13, "base": 0.6}.get(self.size, 0.1)
+        per_eval = {"tiny": 0.005, "small": 0.022, "base": 0.1}.get(self.size, 0.05)
         from sparkle_vlm.train.tower import TowerTrainConfig
 
         readout_s = TowerTrainConfig.readout_samples * per_eval * 2 / 3

@@ -395,11 +395,11 @@ def _number_heads(
     straight direction. From four random digit embeddings that comparison is a table the
     decoder did not learn (ninth round: 1 of 48 straight directions); as numbers it is linear.
     NUMBER_PLAN places them: layer 0, head 2, reads the answer's newest y digit; layer 1, heads
-    1-3, its newest x digit, its oldest x digit and its oldest y digit. Each writes (digit - 4.5) / 4.5 times its own
-    line. Queries are the answer's tokens, keys the digit tokens; the rotary pairs of
-    RECENT_BAND make the score fall with distance within a rationale (negated: rise, for the
-    oldest digit), those of NEAR_BAND / OLDER_BAND keep prompt and image tokens below the
-    answer's digits. Returns the (layer, head) pairs set, or None for a decoder with fewer than
+    1-3, its newest x digit, its oldest x digit and its oldest y digit. Each writes
+    (digit - 4.5) / 4.5 times its own line. Queries are the answer's tokens, keys the digit
+    tokens; the rotary pairs of RECENT_BAND make the score fall with distance within a rationale
+    (negated: rise, for the oldest digit), those of NEAR_BAND / OLDER_BAND keep prompt and image
+    tokens below the answer's digits. Returns the (layer, head) pairs set, or None for a decoder with fewer than
     3 layers or 4 heads.
     """
     import torch

@@ -364,8 +364,8 @@ def init_lookup_heads(
     # 4 and 5: the number lines and the label copy, in layer order (each is fitted on the inputs
     # of its layer, which the heads of earlier layers change). The newest-y line of layer 0 comes
     # after the layer-1 head above was fitted without it; it writes along a line orthogonal to the
-    # digit and label embeddings that head reads (held-out y digits right at init: 73-88 % in
-    # three draws with it, 79-98 % in the six demo draws of rounds nine to eleven without it)
+    # digit and label embeddings that head reads (held-out y digits right at init: 72-88 % in
+    # five draws with it, 79-98 % in the six demo draws of rounds nine to eleven without it)
     copy = None
     if marks is not None and COPY_AT[0] == 1:
         copy = _label_copy_head(model, samples, layer_inputs, labels, comma, emb, u, slow, image_id)

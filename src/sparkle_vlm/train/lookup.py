@@ -399,8 +399,8 @@ def _number_heads(
     (digit - 4.5) / 4.5 times its own line. Queries are the answer's tokens, keys the digit
     tokens; the rotary pairs of RECENT_BAND make the score fall with distance within a rationale
     (negated: rise, for the oldest digit), those of NEAR_BAND / OLDER_BAND keep prompt and image
-    tokens below the answer's digits. Returns the (layer, head) pairs set, or None for a decoder with fewer than
-    3 layers or 4 heads.
+    tokens below the answer's digits. Returns the (layer, head) pairs set, or None for a decoder
+    with fewer than 3 layers or 4 heads.
     """
     import torch
 

@@ -465,3 +465,40 @@ def test_sft_refuses_records_without_answers(tiny_qwen2vl_dir: Path, tmp_path: P
         train_sft(_cfg(tiny_qwen2vl_dir, test_set, tmp_path / "o"), log=_quiet)
     with pytest.raises(SparkleError, match="not a sparkle dataset"):
         train_sft(_cfg(tiny_qwen2vl_dir, tmp_path / "missing", tmp_path / "o"), log=_quiet)
+
+
+@pytest.mark.parametrize("kind", ["llava", "embedded"])
+def test_image_feature_cache_gives_the_towers_features_and_skips_seen_images(
+    kind: str, tiny_llava_dir: Path, tmp_path: Path
+):
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from sparkle_vlm.models.embedded import build_embedded_model
+    from sparkle_vlm.train.common import cache_image_features, freeze_projector, freeze_vision_tower
+
+    path = tiny_llava_dir if kind == "llava" else build_embedded_model("tiny", tmp_path / "m")
+    plain = AutoModelForImageTextToText.from_pretrained(path)
+    cached = AutoModelForImageTextToText.from_pretrained(path)
+    for m in (plain, cached):
+        freeze_vision_tower(m)
+        freeze_projector(m)
+    assert cache_image_features(cached)
+    seen: list[int] = []
+    cached.model.vision_tower.register_forward_pre_hook(lambda _m, a: seen.append(int(a[0].shape[0])))
+    side = 64 if kind == "embedded" else plain.config.vision_config.image_size  # tiny: 64-pixel images
+    n_tok = int(plain.model.get_image_features(torch.zeros(1, 3, side, side)).pooler_output[0].shape[-2])
+    ids = torch.full((3, n_tok + 4), 1)
+    ids[:, 1 : n_tok + 1] = plain.config.image_token_id
+    gen = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randn(1, 3, side, side, generator=gen) for _ in range(3))
+    for batch in (torch.cat([a, b, a]), torch.cat([b, c, a])):
+        want = plain(input_ids=ids, pixel_values=batch).logits
+        got = cached(input_ids=ids, pixel_values=batch).logits
+        torch.testing.assert_close(got, want)
+    # the tower ran on the first batch's images (a twice: both new) and on c alone after that
+    assert seen == [3, 1]
+    # gradients still reach the decoder through cached features
+    cached(input_ids=ids, pixel_values=torch.cat([a, b, c])).logits.sum().backward()
+    assert seen == [3, 1]
+    assert cached.model.language_model.layers[0].self_attn.q_proj.weight.grad is not None

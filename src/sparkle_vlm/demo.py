@@ -61,13 +61,13 @@ class DemoPlan:
     # layer 0, 85.0 / 96.5 and 81.5 / 96.0 (twelfth round)
     practice_steps: int = 800
     practice_lr: float = 1e-3
-    # SFT steps on Sparkle-Instruct + practice. The practice part already reaches the basic
-    # accuracy (its 800 steps alone: 85.0 / 81.5 % direction, both parts 80.0-83.0 %, twelfth
-    # round). Thirteenth round, 400 steps (time): restarting at 5e-4 and decaying over 400 steps
-    # took direction from 83.0 to 76.5 %; at 2e-4 it ended at 82.0 (one draw, seed 0)
-    steps: int = 400
+    # SFT steps on Sparkle-Instruct + practice. Thirteenth round, from the practice part's model
+    # (seed 0 / seed 1: 83.0 / 72.0 % direction, 95.5 / 87.0 % localization): 400 steps at 5e-4
+    # 76.5 % / -; 400 at 2e-4 82.0 / 72.5 % and 96.5 / 78.0 %; 800 at 5e-4 80.5 / 76.0 % and
+    # 96.5 / 97.0 % (kept: the weaker draw needs the longer part)
+    steps: int = 800
     batch_size: int = 16
-    lr: float = 2e-4
+    lr: float = 5e-4
     rationale: bool = True  # answers first write the cells of the named objects (train/rationale.py)
     # Sparkle-Instruct's holistic descriptions are 45 % of its answer tokens and name no single
     # object; the demo's small budget goes to the direction / distance / localization questions
@@ -88,12 +88,12 @@ class DemoPlan:
         """A rough 2-core CPU estimate of each stage, in the order the demo runs them.
 
         Measured on the project's 2-core machine with 1 torch thread and a data-loading process
-        (a quiet run of the full plan, twelfth round): ~0.36 s per Sparkle step (rationale answers,
-        no descriptions), ~0.7 s per composite step, ~0.13 s per tower step (2 threads), ~25 s to
-        load the tower's images and fit the lookup heads, ~0.015 s per answer of the letter
-        readout and ~0.022 s per evaluation question. Hosts differ by 2-3x (round eight's machine
-        ran a step in 0.16 s): the demo rescales what is left by what the finished stages took
-        (:func:`run_demo`).
+        (a quiet run of the full plan, thirteenth round): ~0.30 s per SFT step (rationale answers,
+        no descriptions, image features cached), ~0.65 s per composite step, ~0.13 s per tower
+        step (2 threads), ~25 s to load the tower's images and fit the lookup heads, ~0.015 s per
+        answer of the letter readout and ~0.02 s per evaluation question. Hosts differ by 2-3x
+        (round eight's machine ran a step in 0.16 s): the demo rescales what is left by what the
+        finished stages took (:func:`run_demo`).
         """
         per_step = {"tiny": 0.03, "small": 0.31, "base": 2.5}.get(self.size, 0.3)
         per_tower = {"tiny": 0.01, "small": 0.13, "base": 0.6}.get(self.size, 0.1)

@@ -45,7 +45,7 @@ class DemoPlan:
     eval_n: int = 200  # scenes per test part (the paper's 200)
     # dense tower pretraining steps (``sparkle train tower``). At a constant learning rate a run
     # of 2,000 steps is the first 2,000 of a 2,500-step run (seed 0: batch loss 0.057 at 2,000,
-    # 0.124 at 2,500); 1,500 steps with a cosine decay named 78.6 % of the disc labels (99.7 %)
+    # 0.124 at 2,500; labels 99.45 %); 1,500 steps with a cosine decay: labels 78.6 %
     tower_steps: int = 2000
     # torch threads of the tower stage: no data-loading process runs then, and its convolutions
     # use a second core well (270 steps: 24 s with 1 thread, 12 s with 2, quiet 2-core machine)

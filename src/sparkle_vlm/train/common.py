@@ -328,8 +328,9 @@ def cache_image_features(model: Any, max_bytes: int = FEATURE_CACHE_BYTES) -> bo
     if original is None:
         return False
     cache: dict[bytes, Any] = {}
-    held = [0]
-    kind: list[Any] = [None]  # (output class, whether features come stacked), from the first miss
+    held = 0  # bytes in the cache
+    layout: tuple[Any, bool] | None = None  # (output class, features stacked?), from the first miss
+    known = True  # False once an output layout this cache cannot split has been seen
 
     def per_image(out: Any, n: int) -> list[Any] | None:
         feats = getattr(out, "pooler_output", None)
@@ -340,7 +341,8 @@ def cache_image_features(model: Any, max_bytes: int = FEATURE_CACHE_BYTES) -> bo
         return None
 
     def cached(pixel_values: Any = None, *args: Any, **kwargs: Any) -> Any:
-        usable = isinstance(pixel_values, torch.Tensor) and pixel_values.dim() == 4
+        nonlocal held, layout, known
+        usable = known and isinstance(pixel_values, torch.Tensor) and pixel_values.dim() == 4
         if not usable or pixel_values.device.type != "cpu":  # a GPU tower is cheap; its memory is not
             return original(pixel_values, *args, **kwargs)
         n = pixel_values.shape[0]
@@ -352,16 +354,18 @@ def cache_image_features(model: Any, max_bytes: int = FEATURE_CACHE_BYTES) -> bo
         if missing:
             out = original(pixel_values[missing], *args, **kwargs)
             feats = per_image(out, len(missing))
-            if feats is None:  # an output layout this cache does not know: leave it alone
-                return original(pixel_values, *args, **kwargs)
-            kind[0] = type(out), isinstance(out.pooler_output, torch.Tensor)
+            if feats is None:  # a layout this cache cannot split: pass every later call through
+                known = False
+                return out if len(missing) == n else original(pixel_values, *args, **kwargs)
+            layout = type(out), isinstance(out.pooler_output, torch.Tensor)
             for i, f in zip(missing, feats, strict=True):
                 fresh[keys[i]] = f = f.detach()
                 size = f.numel() * f.element_size()
-                if held[0] + size <= max_bytes:
+                if held + size <= max_bytes:
                     cache[keys[i]] = f
-                    held[0] += size
-        cls, stack = kind[0]
+                    held += size
+        assert layout is not None  # the cache holds entries only after a miss set it
+        cls, stack = layout
         got = [cache[k] if k in cache else fresh[k] for k in keys]
         return cls(pooler_output=torch.stack(got) if stack else got)
 

@@ -74,3 +74,29 @@ def test_bad_demo_options_are_one_line_errors(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --size") and "\n" not in err
     assert not (tmp_path / "d").exists()
+
+
+def _demo_outputs(out: Path) -> dict[str, object]:
+    """What a demo produced: every model's weights and every evaluation's answers and scores."""
+    got: dict[str, object] = {}
+    for m in sorted(out.glob("model-*/model.safetensors")):
+        got[m.parent.name] = m.read_bytes()
+    for r in sorted(out.glob("runs/*/results.jsonl")):
+        rows = [json.loads(line) for line in r.read_text().splitlines()]
+        got[r.parent.name] = [(x["id"], x["output"], x["outcome"], x["score"]) for x in rows]
+    return got
+
+
+@pytest.mark.torch
+def test_the_second_process_changes_nothing_the_demo_produces(tmp_path: Path) -> None:
+    from sparkle_vlm.demo import BESIDE_SFT, BESIDE_TRANSFER, run_demo
+
+    lines: list[str] = []
+    run_demo(tmp_path / "beside", plan=PLANS["quick"], overlap=True, log=lines.append)
+    run_demo(tmp_path / "serial", plan=PLANS["quick"], overlap=False, log=lambda m: None)
+    beside, serial = _demo_outputs(tmp_path / "beside"), _demo_outputs(tmp_path / "serial")
+    assert len(serial) == 6 + 4  # six model folders (untrained .. the composite arms), four evaluations
+    assert beside == serial
+    # the stages named to run beside the main line did run in the second process
+    started = [m for m in lines if "in a second process" in m]
+    assert len(started) == 2 and all(n in started[0] for n in BESIDE_SFT) and BESIDE_TRANSFER[0] in started[1]

@@ -25,11 +25,24 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(
             1, "--threads", help="torch CPU threads (1 is fastest for the small model)."
         ),
+        serial: bool = typer.Option(
+            False,
+            "--serial",
+            help="Run every stage in this process, one after another (the same results; on 2+ cores the "
+            "default runs the evaluations and the from-scratch transfer arm in a second process).",
+        ),
     ) -> None:
         """Run the whole Sparkle loop with the embedded model and write a report."""
         from sparkle_vlm.demo import plan_for, run_demo
 
-        page = run_demo(out, plan=plan_for(quick, size, steps), seed=seed, workers=workers, threads=threads)
+        page = run_demo(
+            out,
+            plan=plan_for(quick, size, steps),
+            seed=seed,
+            workers=workers,
+            threads=threads,
+            overlap=False if serial else None,
+        )
         typer.echo(page.read_text())
         typer.echo(f"Demo summary: {page}")
         typer.echo(f"Full report:  {page.parent / 'report' / 'report.html'}")

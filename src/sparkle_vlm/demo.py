@@ -292,10 +292,10 @@ def _accuracy(summary: dict[str, Any], part: str, task: str) -> tuple[float, flo
 
 
 # Stages that need only the untrained model and the data run in a second process beside the two
-# SFT parts, and the Sparkle model's evaluation beside its composite training: each process uses
-# one torch thread, and an SFT part leaves the second core mostly idle (its data-loading process
-# used ~20 % of it). Measured on 2 cores: 150 practice steps took 82 s alone and 83.5 s beside a
-# composite SFT run. Every stage is a pure function of its inputs, so the results are the same
+# SFT parts, and the Sparkle model's evaluation beside its composite training: an SFT part runs one
+# torch thread and leaves most of the second core idle. Measured on 2 cores, seed 0, in the same
+# hour: 20 min 18 s with the second process, 23 min 30 s with ``--serial`` (the practice part 7 %
+# slower beside it). Every stage is a pure function of its inputs: the same weights and answers
 # either way (tested).
 BESIDE_SFT = (
     "eval-untrained",

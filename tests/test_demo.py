@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,9 @@ def test_the_second_process_changes_nothing_the_demo_produces(tmp_path: Path) ->
     beside, serial = _demo_outputs(tmp_path / "beside"), _demo_outputs(tmp_path / "serial")
     assert len(serial) == 6 + 4  # six model folders (untrained .. the composite arms), four evaluations
     assert beside == serial
-    # the stages named to run beside the main line did run in the second process
+    # the stages named to run beside the main line did run in another process, and only they
     started = [m for m in lines if "in a second process" in m]
     assert len(started) == 2 and all(n in started[0] for n in BESIDE_SFT) and BESIDE_TRANSFER[0] in started[1]
+    markers = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "beside" / "stages").glob("*.json")}
+    elsewhere = {name for name, m in markers.items() if m.get("process") not in (None, os.getpid())}
+    assert elsewhere == set(BESIDE_SFT + BESIDE_TRANSFER)

@@ -455,7 +455,8 @@ def _run_beside(
     stages = Stages(out, log)
     key = _key(plan, seed)
     for name in names:
-        marker = stages.run(name, demo.stage(name), key)
+        fn = demo.stage(name)
+        marker = stages.run(name, lambda fn=fn: {**fn(), "process": os.getpid()}, key)
         log(f"[{name}] done in {marker.get('seconds')} s")
 
 

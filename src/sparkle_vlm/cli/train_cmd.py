@@ -336,7 +336,7 @@ def tower(
     ),
     out: Path = typer.Option(..., "--out", help="Output model folder."),
     steps: int = typer.Option(2500, "--steps", help="Dense pretraining steps (tower + per-token head)."),
-    code_steps: int = typer.Option(300, "--code-steps", help="Projector code steps (tower fixed)."),
+    code_steps: int = typer.Option(600, "--code-steps", help="Projector code steps (tower fixed)."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate of both stages."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per step."),
     held_out: int = typer.Option(200, "--held-out", help="Images kept out to measure the accuracies."),

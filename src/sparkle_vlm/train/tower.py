@@ -57,7 +57,7 @@ class TowerTrainConfig:
     data: list[str] = field(default_factory=list)
     out: str = ""
     steps: int = 2500  # dense pretraining steps (tower + head)
-    code_steps: int = 300  # projector code steps (tower fixed)
+    code_steps: int = 600  # projector code steps (tower fixed; 300 until round sixteen)
     lr: float = 1e-3
     batch_size: int = 16
     held_out: int = 200  # images kept out of training to measure the accuracies

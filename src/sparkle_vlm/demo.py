@@ -116,6 +116,7 @@ class DemoPlan:
             "data-practice": 1 + 0.001 * self.practice_images,
             "model": 5.0,
             "eval-untrained": 9 * self.eval_n * per_eval,
+            # a code step runs the frozen tower forward only: ~half a dense step (600 in 36 s)
             "train-tower": (self.tower_steps + self.code_steps / 2) * per_tower + 25 + readout_s,
             "train-practice": self.practice_steps * per_step,
             "train-sparkle": self.steps * per_step,
